@@ -1,0 +1,4 @@
+DROP TABLE conversations;
+DROP TABLE messages;
+DROP TABLE rooms;
+DROP TABLE users;

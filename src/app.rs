@@ -1,0 +1,184 @@
+//! Application state and start-up: builds every service from a [`Config`], picks the adapter
+//! (in-process or Redis) once, and serves HTTP and Socket.io on one port until a signal arrives.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::middleware;
+use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
+use socketioxide_redis::FredAdapter;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{self, Accounts},
+    chat::Chat,
+    cluster::{self, Cluster, HistoryCache, RedisPresence},
+    config::Config,
+    http,
+    presence::{LocalPresence, Presence},
+    socket,
+    store::{Store, writer::MessageWriter},
+};
+
+/// Shared state of the HTTP handlers and Socket.io handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Accounts and tokens.
+    pub accounts: Arc<Accounts>,
+    /// Sending and reading messages.
+    pub chat: Arc<Chat>,
+    /// Who is online.
+    pub presence: Presence,
+    /// The database (for readiness).
+    pub store: Store,
+    /// Redis, in cluster mode.
+    pub cluster: Option<Cluster>,
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(config).await?;
+    let applied = store
+        .migrate()
+        .await
+        .with_context(|| format!("could not apply migrations to the {} database", store.kind()))?;
+    tracing::info!(backend = store.kind(), applied, "database ready");
+    Ok(store)
+}
+
+/// A running server: its address, and a handle that stops it.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Resolves when the server has stopped.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Builds the application and serves it until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let keys = auth::load_keys(&config)?;
+    let accounts =
+        Arc::new(Accounts::new(store.clone(), (*keys).clone(), config.bcrypt_cost).await?);
+    let writer = MessageWriter::spawn(store.clone());
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+
+    let done = match config.redis_url.clone() {
+        None => {
+            let chat = Chat::new(store.clone(), writer, accounts.clone(), None, config.max_message_chars);
+            let state = AppState {
+                config: config.clone(),
+                accounts,
+                chat: Arc::new(chat),
+                presence: Presence::Local(LocalPresence::default()),
+                store,
+                cluster: None,
+            };
+            let (layer, io) = socket_builder(&config).with_state(state.clone()).build_layer();
+            socket::attach(&io);
+            tokio::spawn(run(listener, state, layer, io, shutdown, None))
+        }
+        Some(url) => {
+            let cluster = Cluster::connect(&url, &config.redis_prefix, &config.instance_id).await?;
+            let presence = RedisPresence::new(cluster.client.clone(), cluster.keys.clone());
+            let cache = HistoryCache::new(
+                cluster.client.clone(),
+                cluster.keys.clone(),
+                config.history_cache_size,
+            );
+            let chat = Chat::new(store.clone(), writer, accounts.clone(), Some(cache), config.max_message_chars);
+            let state = AppState {
+                config: config.clone(),
+                accounts,
+                chat: Arc::new(chat),
+                presence: Presence::Redis(presence.clone()),
+                store,
+                cluster: Some(cluster.clone()),
+            };
+            let adapter = cluster.adapter().await?;
+            let (layer, io) = socket_builder(&config)
+                .with_state(state.clone())
+                .with_adapter::<FredAdapter<_>>(adapter)
+                .build_layer();
+            socket::attach(&io)
+                .await
+                .context("could not start the Redis adapter")?;
+            cluster::claim(&presence, &io, config.presence_ttl).await?;
+            let leases = cluster::spawn_lease_tasks(presence.clone(), io.clone(), config.presence_ttl);
+            tracing::info!(instance = %config.instance_id, prefix = %config.redis_prefix, "cluster mode");
+            tokio::spawn(run(listener, state, layer, io, shutdown, Some((presence, leases))))
+        }
+    };
+    tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), "listening");
+    Ok(Running { addr, done })
+}
+
+fn socket_builder(config: &Config) -> SocketIoBuilder {
+    SocketIo::builder()
+        .max_payload(config.max_payload.into())
+        // socket.io's own defaults, which every client expects.
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        .max_buffer_size(4096)
+}
+
+async fn run<A: Adapter>(
+    listener: TcpListener,
+    state: AppState,
+    layer: SocketIoLayer<A>,
+    io: SocketIo<A>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    cluster: Option<(RedisPresence, cluster::CancelOnDrop)>,
+) -> anyhow::Result<()> {
+    let config = state.config.clone();
+    let app = http::router(state)
+        .layer(layer)
+        .layer(http::cors(&config))
+        .layer(middleware::from_fn(http::preflight_no_content));
+    let io_for_shutdown = io.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
+            io_for_shutdown.close().await;
+        })
+        .await
+        .context("server error")?;
+    if let Some((presence, leases)) = cluster {
+        drop(leases);
+        cluster::release(&presence).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

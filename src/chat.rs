@@ -1,0 +1,153 @@
+//! The chat service: sending, history, catch-up and the conversation list. Transports (REST and
+//! Socket.io) parse their input into these requests and map the results; the rules live here.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::{
+    auth::Accounts,
+    cluster::HistoryCache,
+    error::AppError,
+    store::{Message, NewMessage, Store, User, conversation_key, writer::MessageWriter},
+};
+
+/// Largest page of history or sync.
+pub const MAX_PAGE: usize = 100;
+
+/// A validated `message:send`.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    pub receiver_id: Uuid,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// The result of a send: the stored message and whether this call stored it (a retry did not).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// Chat operations over the store.
+pub struct Chat {
+    store: Store,
+    writer: MessageWriter,
+    accounts: Arc<Accounts>,
+    cache: Option<HistoryCache>,
+    max_chars: usize,
+}
+
+impl Chat {
+    /// The service; `cache` is the Redis history cache in cluster mode.
+    pub fn new(
+        store: Store,
+        writer: MessageWriter,
+        accounts: Arc<Accounts>,
+        cache: Option<HistoryCache>,
+        max_chars: usize,
+    ) -> Chat {
+        Chat {
+            store,
+            writer,
+            accounts,
+            cache,
+            max_chars,
+        }
+    }
+
+    /// Validates and durably stores a message. Returns only after the commit.
+    pub async fn send(&self, sender: &User, req: SendMessage) -> Result<Sent, AppError> {
+        let trimmed = req.content.trim();
+        if trimmed.is_empty() {
+            return Err(AppError::Invalid("content must not be empty".into()));
+        }
+        if trimmed.chars().count() > self.max_chars {
+            return Err(AppError::ContentTooLong(format!(
+                "content is longer than {} characters",
+                self.max_chars
+            )));
+        }
+        if req.receiver_id == sender.id {
+            return Err(AppError::Invalid("receiverId must be another user".into()));
+        }
+        if self.accounts.user(req.receiver_id).await?.is_none() {
+            return Err(AppError::UnknownReceiver("receiverId names no user".into()));
+        }
+        let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
+        let (message, created) = self.writer.write(new).await?;
+        if created {
+            if let Some(cache) = &self.cache {
+                cache.push(&message).await;
+            }
+        }
+        Ok(Sent { message, created })
+    }
+
+    /// Up to `limit` messages between `me` and `peer` before the message `before` (or the
+    /// latest), oldest first, and whether older ones exist.
+    pub async fn history(
+        &self,
+        me: Uuid,
+        peer: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), AppError> {
+        let before_seq = match before {
+            None => None,
+            Some(id) => {
+                let cursor = self.store.message(id).await?;
+                match cursor {
+                    Some(m) if conversation_key(m.sender_id, m.receiver_id) == conversation_key(me, peer) => {
+                        Some(m.seq)
+                    }
+                    _ => return Err(AppError::Invalid("before is not a message of this conversation".into())),
+                }
+            }
+        };
+        if let Some(cache) = &self.cache {
+            if let Some(page) = cache.page(me, peer, before_seq, limit).await {
+                return Ok(page);
+            }
+        }
+        let mut page = self
+            .store
+            .conversation_page(me, peer, before_seq, limit + 1)
+            .await?;
+        let has_more = page.len() > limit;
+        if has_more {
+            page.remove(0);
+        }
+        if before_seq.is_none() {
+            if let Some(cache) = &self.cache {
+                cache.refill(me, peer, &page, has_more).await;
+            }
+        }
+        Ok((page, has_more))
+    }
+
+    /// Messages to or from `me` committed after the message `after`, oldest first, and whether
+    /// more follow. Never skips one: `seq` is commit order.
+    pub async fn sync(
+        &self,
+        me: Uuid,
+        after: Uuid,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), AppError> {
+        let cursor = self.store.message(after).await?;
+        let after_seq = match cursor {
+            Some(m) if m.sender_id == me || m.receiver_id == me => m.seq,
+            _ => return Err(AppError::Invalid("after is not one of your messages".into())),
+        };
+        let mut page = self.store.messages_after(me, after_seq, limit + 1).await?;
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, has_more))
+    }
+
+    /// The user's conversations, most recent first.
+    pub async fn conversations(&self, me: Uuid) -> Result<Vec<(User, Message)>, AppError> {
+        Ok(self.store.conversations(me, 500).await?)
+    }
+}

@@ -1,0 +1,67 @@
+//! Every Redis key and channel name, in one place. Presence keys share the hash tag
+//! `{<prefix>:presence}` so its scripts touch one slot on a Redis Cluster; each conversation's
+//! cache keys share a tag of their own.
+
+use uuid::Uuid;
+
+/// Key names for one deployment (prefix) and instance.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    instance: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` for instance `instance`.
+    pub fn new(prefix: &str, instance: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            instance: instance.to_owned(),
+        }
+    }
+
+    /// This instance's id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Prefix of the Socket.io adapter's channels.
+    pub fn channel_prefix(&self) -> String {
+        format!("{}:sio", self.prefix)
+    }
+
+    /// HASH user id → sockets cluster-wide.
+    pub fn presence_counts(&self) -> String {
+        format!("{{{}:presence}}:counts", self.prefix)
+    }
+
+    /// HASH user id → user JSON, for `user:init`.
+    pub fn presence_users(&self) -> String {
+        format!("{{{}:presence}}:users", self.prefix)
+    }
+
+    /// ZSET instance id → lease expiry (epoch ms).
+    pub fn leases(&self) -> String {
+        format!("{{{}:presence}}:leases", self.prefix)
+    }
+
+    /// Prefix of the per-instance HASH user id → sockets on that instance.
+    pub fn instance_sockets_prefix(&self) -> String {
+        format!("{{{}:presence}}:inst:", self.prefix)
+    }
+
+    /// This instance's HASH user id → sockets.
+    pub fn instance_sockets(&self) -> String {
+        format!("{}{}", self.instance_sockets_prefix(), self.instance)
+    }
+
+    /// ZSET seq → message JSON: the newest messages of a conversation.
+    pub fn history(&self, lo: Uuid, hi: Uuid) -> String {
+        format!("{}:history:{{{lo}:{hi}}}", self.prefix)
+    }
+
+    /// The seq from which the cached conversation is complete (0: from its first message).
+    pub fn history_floor(&self, lo: Uuid, hi: Uuid) -> String {
+        format!("{}:history-floor:{{{lo}:{hi}}}", self.prefix)
+    }
+}

@@ -1,0 +1,130 @@
+//! `AppError`: the one error type of the service layer, mapped once to each transport — an HTTP
+//! status with the NestJS JSON body, or a Socket.io ack `{"error": {"code", "message"}}`.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// Everything a request or event can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed or invalid input (400 / `invalid_payload`).
+    #[error("{0}")]
+    Invalid(String),
+    /// Content longer than allowed (400 / `content_too_long`).
+    #[error("{0}")]
+    ContentTooLong(String),
+    /// The receiver does not exist (404 / `unknown_receiver`).
+    #[error("{0}")]
+    UnknownReceiver(String),
+    /// A resource that does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique value already taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Missing or bad credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Too many requests (429 / `rate_limited`).
+    #[error("{0}")]
+    RateLimited(String),
+    /// The database is down or too slow; nothing was stored (503 / `unavailable`).
+    #[error("storage unavailable")]
+    Unavailable(String),
+    /// A bug; details are logged, never shown (500 / `internal`).
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => AppError::Conflict("Already exists".into()),
+            StoreError::Unavailable(why) => AppError::Unavailable(why),
+            StoreError::Internal(why) => AppError::Internal(why),
+        }
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(err: anyhow::Error) -> Self {
+        AppError::Internal(format!("{err:#}"))
+    }
+}
+
+impl AppError {
+    /// The contract's ack error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Invalid(_) | AppError::NotFound(_) | AppError::Conflict(_) => {
+                "invalid_payload"
+            }
+            AppError::ContentTooLong(_) => "content_too_long",
+            AppError::UnknownReceiver(_) => "unknown_receiver",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::RateLimited(_) => "rate_limited",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// Text safe to show a client: internal details stay in the logs.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Unavailable(_) => "Storage is unavailable; the message was not stored".into(),
+            AppError::Internal(_) => "Internal server error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs server-side failures with their cause (client mistakes are not logged as errors).
+    pub fn log(&self) {
+        match self {
+            AppError::Unavailable(why) => tracing::warn!(cause = %why, "storage unavailable"),
+            AppError::Internal(why) => tracing::error!(cause = %why, "internal error"),
+            _ => {}
+        }
+    }
+
+    /// The ack payload `{"error": {"code", "message"}}`.
+    pub fn to_ack(&self) -> serde_json::Value {
+        self.log();
+        json!({ "error": { "code": self.code(), "message": self.public_message() } })
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            AppError::Invalid(_) | AppError::ContentTooLong(_) => StatusCode::BAD_REQUEST,
+            AppError::UnknownReceiver(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        // NestJS's shape; its 500 body has no "error" field.
+        let body = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            json!({ "statusCode": 500, "message": "Internal server error" })
+        } else {
+            json!({
+                "statusCode": status.as_u16(),
+                "message": self.public_message(),
+                "error": status.canonical_reason().unwrap_or("Error"),
+            })
+        };
+        (status, Json(body)).into_response()
+    }
+}

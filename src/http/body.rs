@@ -1,0 +1,63 @@
+//! Request bodies and the bearer-token extractor. Any body that is not the expected JSON becomes
+//! a 400 with the NestJS error body (axum's own rejections are plain text).
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header::AUTHORIZATION, request::Parts},
+};
+use serde_json::{Map, Value};
+
+use crate::{app::AppState, error::AppError, store::User};
+
+/// A JSON object body.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| AppError::Invalid(format!("Unreadable body: {}", e.body_text())))?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(AppError::Invalid("Body must be a JSON object".into())),
+            Err(_) if bytes.is_empty() => Err(AppError::Invalid("Body must be a JSON object".into())),
+            Err(_) => Err(AppError::Invalid("Malformed JSON body".into())),
+        }
+    }
+}
+
+impl JsonObject {
+    /// A required string field.
+    pub fn string(&self, name: &str) -> Result<&str, AppError> {
+        match self.0.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(Value::String(_)) => Err(AppError::Invalid(format!("{name} should not be empty"))),
+            None | Some(Value::Null) => Err(AppError::Invalid(format!("{name} is required"))),
+            Some(_) => Err(AppError::Invalid(format!("{name} must be a string"))),
+        }
+    }
+}
+
+/// The user named by the request's `Authorization: Bearer` token.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = || AppError::Unauthorized("Unauthorized".into());
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let (scheme, token) = header.split_once(' ').ok_or_else(unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(unauthorized());
+        }
+        state.accounts.authenticate(token.trim()).await.map(CurrentUser)
+    }
+}

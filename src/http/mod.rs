@@ -1,0 +1,117 @@
+//! The HTTP surface: the route table, CORS, limits and tracing. Handlers live in one file per
+//! resource and stay thin: extract, call the service, map the result.
+
+mod accounts;
+mod body;
+mod conversations;
+mod ops;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{Html, Response},
+    routing::{get, post},
+};
+use tower_http::{
+    cors::{AllowHeaders, AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    services::{ServeDir, ServeFile},
+    trace::TraceLayer,
+};
+
+use crate::{app::AppState, config::Config};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of the HTTP API.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let api = Router::new()
+        .route("/auth/register", post(accounts::register))
+        .route("/auth/login", post(accounts::login))
+        .route("/api/me", get(accounts::me))
+        .route("/api/conversations", get(conversations::list))
+        .route(
+            "/api/conversations/{peer_id}/messages",
+            get(conversations::messages),
+        )
+        .route("/api/instance", get(ops::instance))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .layer(DefaultBodyLimit::max(config.max_payload as usize))
+        .with_state(state);
+    let api = with_web_client(api, &config);
+    api.layer(
+        TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: a query string may carry a token.
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }),
+    )
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The built web client at `/`, with SPA fallback, when `web/dist` exists.
+fn with_web_client(router: Router, config: &Config) -> Router {
+    let index = config.web_dir.join("index.html");
+    if index.is_file() {
+        router.fallback_service(ServeDir::new(&config.web_dir).fallback(ServeFile::new(index)))
+    } else {
+        router.route(
+            "/",
+            get(|| async {
+                Html(
+                    "<!doctype html><title>Nexus Chat</title><p>Nexus Chat is running. The web \
+                     client is not built: run <code>npm --prefix web ci && npm --prefix web run \
+                     build</code> (or <code>scripts/run.sh</code>) and restart.</p>",
+                )
+            }),
+        )
+    }
+}
+
+/// CORS as the NestJS app had it: any origin by default, preflights answered 204.
+pub fn cors(config: &Config) -> CorsLayer {
+    let origin = if config.cors_origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::PATCH,
+            Method::POST,
+            Method::DELETE,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(600))
+}
+
+/// Answers CORS preflights with 204 No Content (tower-http answers 200), as express's `cors` did.
+pub async fn preflight_no_content(req: Request, next: Next) -> Response {
+    let preflight = req.method() == Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method");
+    let mut response = next.run(req).await;
+    if preflight && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
+}

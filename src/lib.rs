@@ -1,0 +1,34 @@
+//! Nexus Chat: a real-time chat server that speaks Socket.io, wire-compatible with the NestJS
+//! chat app it replaces (see `shared/CONTRACT.md`), on an embedded SQLite file or on PostgreSQL +
+//! Redis as a cluster. `docs/ARCHITECTURE.md` draws the modules and the path of a message.
+
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod presence;
+pub mod socket;
+pub mod store;
+pub mod telemetry;
+pub mod wire;
+
+use config::{Cli, Command};
+
+/// Runs the command line: `serve` (default) or `migrate`.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.settings.resolve()?;
+    telemetry::init(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            app::open_store(&config).await?;
+            Ok(())
+        }
+        Command::Serve => {
+            let running = app::serve(config, app::shutdown_signal()).await?;
+            running.done.await?
+        }
+    }
+}

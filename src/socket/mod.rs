@@ -1,0 +1,253 @@
+//! The Socket.io surface: a connect middleware that authenticates the handshake, then one handler
+//! per event. Handlers are generic over the adapter, so the same code serves the in-process
+//! adapter (single node) and the Redis adapter (cluster).
+
+mod handshake;
+mod payload;
+mod ratelimit;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use socketioxide::{
+    SocketIo,
+    adapter::Adapter,
+    extract::{AckSender, Extension, SocketRef, State, TryData},
+    handler::ConnectHandler,
+};
+use socketioxide_core::adapter::DefinedAdapter;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use self::ratelimit::TokenBucket;
+use crate::{
+    app::AppState,
+    error::AppError,
+    store::User,
+    wire::{MessagePage, MessageView, NewMessageEvent, UserView},
+};
+
+/// The room every socket of one user joins: a message is emitted to the sender's and the
+/// receiver's rooms and so reaches all their tabs, on every instance.
+pub fn user_room(id: Uuid) -> String {
+    format!("user:{id}")
+}
+
+/// Per-socket state, attached by the handshake.
+#[derive(Clone)]
+pub struct SocketUser {
+    /// Who this socket belongs to.
+    pub user: User,
+    bucket: Arc<Mutex<TokenBucket>>,
+    /// Orders the presence updates of this socket: `Pending` until its connect is counted,
+    /// `Closed` when its disconnect came first (the connect must then not be counted).
+    presence: Arc<tokio::sync::Mutex<PresenceState>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PresenceState {
+    Pending,
+    Counted,
+    Closed,
+}
+
+impl SocketUser {
+    fn new(user: User, burst: u32, per_sec: u32) -> SocketUser {
+        SocketUser {
+            user,
+            bucket: Arc::new(Mutex::new(TokenBucket::new(burst, per_sec))),
+            presence: Arc::new(tokio::sync::Mutex::new(PresenceState::Pending)),
+        }
+    }
+
+    fn take_token(&self) -> bool {
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_take()
+    }
+}
+
+/// Registers the `/` namespace on `io`. The returned value is the adapter's initialisation
+/// (a future for the Redis adapter, nothing for the local one).
+pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
+    io.ns("/", on_connect::<A>.with(handshake::authenticate::<A>))
+}
+
+fn span(s: &SocketRef<impl Adapter>, me: &SocketUser) -> tracing::Span {
+    tracing::info_span!("socket", sid = %s.id, user = %me.user.id)
+}
+
+async fn on_connect<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+) {
+    let span = span(&s, &me);
+    s.join(user_room(me.user.id));
+    s.on("user:init", on_user_init::<A>);
+    s.on("message:send", on_send::<A>);
+    s.on("message:history", on_history::<A>);
+    s.on("message:sync", on_sync::<A>);
+    s.on_disconnect(on_disconnect::<A>);
+    async move {
+        tracing::debug!(transport = ?s.transport_type(), protocol = ?s.protocol(), "connected");
+        let mut state = me.presence.lock().await;
+        if *state != PresenceState::Pending {
+            return;
+        }
+        *state = PresenceState::Counted;
+        match app.presence.connect(&me.user).await {
+            Ok(true) => {
+                tracing::info!(username = %me.user.username, "user online");
+                if let Err(err) = io.emit("user:online", &UserView::new(&me.user, true)).await {
+                    tracing::warn!(error = %err, "could not broadcast user:online");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "presence update failed on connect"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn on_disconnect<A: Adapter>(
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+) {
+    let mut state = me.presence.lock().await;
+    let counted = *state == PresenceState::Counted;
+    *state = PresenceState::Closed;
+    if !counted {
+        return;
+    }
+    match app.presence.disconnect(me.user.id).await {
+        Ok(true) => {
+            tracing::info!(user = %me.user.id, "user offline");
+            if let Err(err) = io.emit("user:offline", &me.user.id.to_string()).await {
+                tracing::warn!(error = %err, "could not broadcast user:offline");
+            }
+        }
+        Ok(false) => {}
+        Err(err) => tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect"),
+    }
+}
+
+/// Sends `result` as the ack: the value, or `{"error": {...}}`.
+fn reply<A: Adapter, T: serde::Serialize>(ack: AckSender<A>, result: Result<T, AppError>) {
+    let sent = match result {
+        Ok(value) => ack.send(&value),
+        Err(err) => ack.send(&err.to_ack()),
+    };
+    if let Err(err) = sent {
+        tracing::debug!(error = %err, "ack not delivered");
+    }
+}
+
+fn require_payload(payload: Result<Value, impl std::fmt::Display>) -> Result<Value, AppError> {
+    payload.map_err(|_| AppError::Invalid("payload must be a JSON object".into()))
+}
+
+async fn on_user_init<A: Adapter>(
+    s: SocketRef<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+) {
+    let result = async {
+        let mut users = app.presence.online_users().await?;
+        // The caller is online by definition, even if its presence write is still in flight.
+        if !users.iter().any(|u| u.id == me.user.id) {
+            users.push(me.user.clone());
+        }
+        Ok(users.iter().map(|u| UserView::new(u, true)).collect::<Vec<_>>())
+    }
+    .instrument(span(&s, &me))
+    .await;
+    reply(ack, result);
+}
+
+async fn on_send<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let span = span(&s, &me);
+    async move {
+        let result = async {
+            if !me.take_token() {
+                return Err(AppError::RateLimited("Too many messages; slow down".into()));
+            }
+            let request = payload::send(&require_payload(payload)?)?;
+            app.chat.send(&me.user, request).await
+        }
+        .await;
+        let sent = match result {
+            Ok(sent) => sent,
+            Err(err) => return reply::<A, ()>(ack, Err(err)),
+        };
+        let view = MessageView::from(&sent.message);
+        reply::<A, _>(ack, Ok(&view));
+        if !sent.created {
+            // A retry of a stored message: its message:new went out the first time.
+            return;
+        }
+        let event = NewMessageEvent {
+            message: view,
+            sender_username: me.user.username.clone(),
+        };
+        let rooms = vec![
+            user_room(sent.message.sender_id),
+            user_room(sent.message.receiver_id),
+        ];
+        if let Err(err) = io.within(rooms).emit("message:new", &event).await {
+            // The message is stored; receivers recover it with message:sync.
+            tracing::warn!(error = %err, id = %sent.message.id, "message:new broadcast failed");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn on_history<A: Adapter>(
+    s: SocketRef<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let req = payload::history(&require_payload(payload)?)?;
+        let (messages, _) = app
+            .chat
+            .history(me.user.id, req.peer, req.before, req.limit)
+            .await?;
+        Ok(messages.iter().map(MessageView::from).collect::<Vec<_>>())
+    }
+    .instrument(span(&s, &me))
+    .await;
+    reply(ack, result);
+}
+
+async fn on_sync<A: Adapter>(
+    s: SocketRef<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let req = payload::sync(&require_payload(payload)?)?;
+        let (messages, has_more) = app.chat.sync(me.user.id, req.after, req.limit).await?;
+        Ok(MessagePage::new(&messages, has_more))
+    }
+    .instrument(span(&s, &me))
+    .await;
+    reply(ack, result);
+}

@@ -1,0 +1,330 @@
+//! The storage API: accounts and messages, on PostgreSQL or the embedded SQLite file.
+//!
+//! Callers see domain types and [`StoreError`]; the SQL lives in `queries.rs`, compiled once per
+//! backend. Every operation is bounded by `DB_TIMEOUT_MS`, so a database outage turns into a
+//! prompt `Unavailable` instead of a hung request.
+
+mod models;
+mod pg;
+mod queries;
+mod schema;
+mod sqlite;
+mod types;
+pub mod writer;
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use diesel::{SqliteConnection, result::DatabaseErrorKind};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, bb8::Pool},
+    sync_connection_wrapper::SyncConnectionWrapper,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+use uuid::Uuid;
+
+pub use models::{Credentials, Message, NewMessage, User, conversation_key};
+use models::{MessageRow, UserRow};
+use types::DbId;
+
+use crate::config::{Config, Database};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// What can go wrong in the store, as callers need to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. username taken).
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached in time; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure (a bug or a schema problem).
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl Clone for StoreError {
+    fn clone(&self) -> Self {
+        match self {
+            StoreError::Conflict => StoreError::Conflict,
+            StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+            StoreError::Internal(why) => StoreError::Internal(why.clone()),
+        }
+    }
+}
+
+impl StoreError {
+    fn from_query(err: diesel::result::Error) -> Self {
+        use diesel::result::Error as E;
+        match err {
+            E::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => StoreError::Conflict,
+            E::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            E::BrokenTransactionManager => StoreError::Unavailable("connection lost".into()),
+            // SQLite reports a locked or busy file as an unknown database error.
+            E::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().contains("locked") || info.message().contains("busy") =>
+            {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+#[derive(Clone)]
+enum Backend {
+    Pg(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    timeout: Duration,
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection and `$q` to the backend's query module,
+/// under the store's timeout.
+macro_rules! with_conn {
+    ($self:expr, |$conn:ident, $q:ident| $body:expr) => {{
+        let timeout = $self.timeout;
+        let work = async {
+            match &$self.backend {
+                Backend::Pg(pool) => {
+                    let mut guard = pool
+                        .get()
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    let $conn = &mut *guard;
+                    use pg as $q;
+                    $body.await.map_err(StoreError::from_query)
+                }
+                Backend::Sqlite(pool) => {
+                    let mut guard = pool
+                        .get()
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    let $conn = &mut *guard;
+                    use sqlite as $q;
+                    $body.await.map_err(StoreError::from_query)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }};
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its folder if needed) and applies pending migrations.
+    pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+        let store = match &config.database {
+            Database::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
+                let pool = Pool::builder()
+                    .max_size(config.db_pool_size)
+                    .connection_timeout(config.db_timeout)
+                    .build(manager)
+                    .await
+                    .context("could not set up the PostgreSQL pool")?;
+                Store {
+                    backend: Backend::Pg(pool),
+                    timeout: config.db_timeout,
+                }
+            }
+            Database::Sqlite(path) => Self::open_sqlite(path, config).await?,
+        };
+        Ok(store)
+    }
+
+    async fn open_sqlite(path: &Path, config: &Config) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("could not create the data folder {}", dir.display()))?;
+        }
+        let url = path.to_string_lossy().into_owned();
+        let busy_ms = config.db_timeout.as_millis();
+        let mut manager_config = ManagerConfig::<SqliteConn>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            async move {
+                let mut conn = SqliteConn::establish(&url).await?;
+                // WAL lets readers run beside the writer; FULL sync makes an ack survive power loss.
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};"
+                ))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager =
+            AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, manager_config);
+        let pool = Pool::builder()
+            .max_size(config.db_pool_size.min(8))
+            .connection_timeout(config.db_timeout)
+            .build(manager)
+            .await
+            .context("could not open the SQLite database")?;
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
+            timeout: config.db_timeout,
+        })
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        match &self.backend {
+            Backend::Pg(pool) => {
+                let conn = pool.dedicated_connection().await.context("could not connect")?;
+                let applied = tokio::task::spawn_blocking(move || {
+                    let mut harness = AsyncMigrationHarness::new(conn);
+                    harness
+                        .run_pending_migrations(PG_MIGRATIONS)
+                        .map(|v| v.len())
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+                .await??;
+                Ok(applied)
+            }
+            Backend::Sqlite(pool) => {
+                let mut conn = pool.get().await.context("could not open the database")?;
+                let applied = conn
+                    .spawn_blocking(|conn: &mut SqliteConnection| {
+                        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                            .map(|v| v.len())
+                            .map_err(|e| diesel::result::Error::QueryBuilderError(e))
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(applied)
+            }
+        }
+    }
+
+    /// Which backend this is ("postgres" or "sqlite").
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Pg(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        with_conn!(self, |conn, q| q::ping(conn))
+    }
+
+    /// Creates an account; `Conflict` when the username is taken in any letter case.
+    pub async fn create_user(&self, username: &str, password_hash: &str) -> Result<User> {
+        let now = chrono::Utc::now();
+        let row = UserRow {
+            id: DbId(Uuid::now_v7()),
+            username: username.to_owned(),
+            password_hash: password_hash.to_owned(),
+            created_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
+                .unwrap_or(now),
+        };
+        with_conn!(self, |conn, q| q::insert_user(conn, &row))?;
+        Ok(row.into())
+    }
+
+    /// Looks an account up by username, case-insensitively, with its hash.
+    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
+        let row = with_conn!(self, |conn, q| q::user_by_name(conn, username))?;
+        Ok(row.map(|row| Credentials {
+            password_hash: row.password_hash.clone(),
+            user: row.into(),
+        }))
+    }
+
+    /// Looks an account up by id.
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>> {
+        Ok(self.users(&[id]).await?.into_iter().next())
+    }
+
+    /// Looks several accounts up by id (unknown ids are left out).
+    pub async fn users(&self, ids: &[Uuid]) -> Result<Vec<User>> {
+        let ids: Vec<DbId> = ids.iter().copied().map(DbId).collect();
+        let rows = with_conn!(self, |conn, q| q::users_by_id(conn, &ids))?;
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    /// A message by id.
+    pub async fn message(&self, id: Uuid) -> Result<Option<Message>> {
+        let row = with_conn!(self, |conn, q| q::message_by_id(conn, DbId(id)))?;
+        Ok(row.map(Message::from))
+    }
+
+    /// Stores a batch in one transaction; per input, the stored message and whether it is new.
+    pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<(Message, bool)>> {
+        let rows = with_conn!(self, |conn, q| q::insert_messages(conn, batch))?;
+        Ok(rows.into_iter().map(|(row, new)| (row.into(), new)).collect())
+    }
+
+    /// Up to `limit` messages between `a` and `b` older than `before_seq` (or the latest), oldest first.
+    pub async fn conversation_page(
+        &self,
+        a: Uuid,
+        b: Uuid,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let (lo, hi) = conversation_key(a, b);
+        let rows = with_conn!(self, |conn, q| q::conversation_page(
+            conn,
+            DbId(lo),
+            DbId(hi),
+            before_seq,
+            limit as i64
+        ))?;
+        Ok(rows.into_iter().rev().map(Message::from).collect())
+    }
+
+    /// Up to `limit` messages to or from `user` committed after `after_seq`, oldest first.
+    pub async fn messages_after(
+        &self,
+        user: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let rows = with_conn!(self, |conn, q| q::messages_after(
+            conn,
+            DbId(user),
+            after_seq,
+            limit as i64
+        ))?;
+        Ok(rows.into_iter().map(Message::from).collect())
+    }
+
+    /// The user's conversations, most recent first.
+    pub async fn conversations(&self, owner: Uuid, limit: usize) -> Result<Vec<(User, Message)>> {
+        let rows = with_conn!(self, |conn, q| q::conversations_of(
+            conn,
+            DbId(owner),
+            limit as i64
+        ))?;
+        Ok(rows
+            .into_iter()
+            .map(|(u, m): (UserRow, MessageRow)| (u.into(), m.into()))
+            .collect())
+    }
+}

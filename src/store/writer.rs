@@ -1,0 +1,70 @@
+//! Group commit: concurrent `message:send`s are queued to one writer task, which stores whatever
+//! has accumulated in a single transaction and answers each sender. Under load a commit carries
+//! many messages, so durable acks do not cap throughput; when idle a message is committed alone,
+//! at once.
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use super::{Message, NewMessage, Store, StoreError};
+
+/// Largest number of messages in one transaction.
+const MAX_BATCH: usize = 256;
+/// Sends waiting for the writer; past this, senders wait (back-pressure) instead of piling up memory.
+const QUEUE_DEPTH: usize = 8192;
+
+/// The outcome of a write: the stored message, and whether this send created it.
+pub type WriteResult = Result<(Message, bool), StoreError>;
+
+struct Job {
+    message: NewMessage,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct MessageWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl MessageWriter {
+    /// Starts the writer task on the current runtime.
+    pub fn spawn(store: Store) -> MessageWriter {
+        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(store, rx));
+        MessageWriter { jobs }
+    }
+
+    /// Stores one message; resolves once its transaction has committed (or failed).
+    pub async fn write(&self, message: NewMessage) -> WriteResult {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { message, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        let span = tracing::debug_span!("group_commit", size = batch.len());
+        match store.insert_messages(&batch).instrument(span).await {
+            Ok(results) => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, size = batch.len(), "group commit failed");
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
