@@ -40,10 +40,12 @@ pub struct AppState {
 /// Connects to the database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(config).await?;
-    let applied = store
-        .migrate()
-        .await
-        .with_context(|| format!("could not apply migrations to the {} database", store.kind()))?;
+    let applied = store.migrate().await.with_context(|| {
+        format!(
+            "could not apply migrations to the {} database",
+            store.kind()
+        )
+    })?;
     tracing::info!(backend = store.kind(), applied, "database ready");
     Ok(store)
 }
@@ -74,7 +76,13 @@ pub async fn serve(
 
     let done = match config.redis_url.clone() {
         None => {
-            let chat = Chat::new(store.clone(), writer, accounts.clone(), None, config.max_message_chars);
+            let chat = Chat::new(
+                store.clone(),
+                writer,
+                accounts.clone(),
+                None,
+                config.max_message_chars,
+            );
             let state = AppState {
                 config: config.clone(),
                 accounts,
@@ -83,7 +91,9 @@ pub async fn serve(
                 store,
                 cluster: None,
             };
-            let (layer, io) = socket_builder(&config).with_state(state.clone()).build_layer();
+            let (layer, io) = socket_builder(&config)
+                .with_state(state.clone())
+                .build_layer();
             socket::attach(&io);
             tokio::spawn(run(listener, state, layer, io, shutdown, None))
         }
@@ -95,7 +105,13 @@ pub async fn serve(
                 cluster.keys.clone(),
                 config.history_cache_size,
             );
-            let chat = Chat::new(store.clone(), writer, accounts.clone(), Some(cache), config.max_message_chars);
+            let chat = Chat::new(
+                store.clone(),
+                writer,
+                accounts.clone(),
+                Some(cache),
+                config.max_message_chars,
+            );
             let state = AppState {
                 config: config.clone(),
                 accounts,
@@ -113,9 +129,17 @@ pub async fn serve(
                 .await
                 .context("could not start the Redis adapter")?;
             cluster::claim(&presence, &io, config.presence_ttl).await?;
-            let leases = cluster::spawn_lease_tasks(presence.clone(), io.clone(), config.presence_ttl);
+            let leases =
+                cluster::spawn_lease_tasks(presence.clone(), io.clone(), config.presence_ttl);
             tracing::info!(instance = %config.instance_id, prefix = %config.redis_prefix, "cluster mode");
-            tokio::spawn(run(listener, state, layer, io, shutdown, Some((presence, leases))))
+            tokio::spawn(run(
+                listener,
+                state,
+                layer,
+                io,
+                shutdown,
+                Some((presence, leases)),
+            ))
         }
     };
     tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), "listening");

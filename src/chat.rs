@@ -77,10 +77,8 @@ impl Chat {
         }
         let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
         let (message, created) = self.writer.write(new).await?;
-        if created {
-            if let Some(cache) = &self.cache {
-                cache.push(&message).await;
-            }
+        if let (true, Some(cache)) = (created, &self.cache) {
+            cache.push(&message).await;
         }
         Ok(Sent { message, created })
     }
@@ -99,17 +97,24 @@ impl Chat {
             Some(id) => {
                 let cursor = self.store.message(id).await?;
                 match cursor {
-                    Some(m) if conversation_key(m.sender_id, m.receiver_id) == conversation_key(me, peer) => {
+                    Some(m)
+                        if conversation_key(m.sender_id, m.receiver_id)
+                            == conversation_key(me, peer) =>
+                    {
                         Some(m.seq)
                     }
-                    _ => return Err(AppError::Invalid("before is not a message of this conversation".into())),
+                    _ => {
+                        return Err(AppError::Invalid(
+                            "before is not a message of this conversation".into(),
+                        ));
+                    }
                 }
             }
         };
-        if let Some(cache) = &self.cache {
-            if let Some(page) = cache.page(me, peer, before_seq, limit).await {
-                return Ok(page);
-            }
+        if let Some(cache) = &self.cache
+            && let Some(page) = cache.page(me, peer, before_seq, limit).await
+        {
+            return Ok(page);
         }
         let mut page = self
             .store
@@ -119,10 +124,8 @@ impl Chat {
         if has_more {
             page.remove(0);
         }
-        if before_seq.is_none() {
-            if let Some(cache) = &self.cache {
-                cache.refill(me, peer, &page, has_more).await;
-            }
+        if let (None, Some(cache)) = (before_seq, &self.cache) {
+            cache.refill(me, peer, &page, has_more).await;
         }
         Ok((page, has_more))
     }
@@ -138,7 +141,11 @@ impl Chat {
         let cursor = self.store.message(after).await?;
         let after_seq = match cursor {
             Some(m) if m.sender_id == me || m.receiver_id == me => m.seq,
-            _ => return Err(AppError::Invalid("after is not one of your messages".into())),
+            _ => {
+                return Err(AppError::Invalid(
+                    "after is not one of your messages".into(),
+                ));
+            }
         };
         let mut page = self.store.messages_after(me, after_seq, limit + 1).await?;
         let has_more = page.len() > limit;

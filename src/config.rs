@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Command line of the `nexus-chat` binary.
 #[derive(Debug, Parser)]
-#[command(name = "nexus-chat", version, about = "Real-time chat server speaking Socket.io")]
+#[command(
+    name = "nexus-chat",
+    version,
+    about = "Real-time chat server speaking Socket.io"
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -198,9 +202,14 @@ impl Settings {
                 Database::Postgres(url)
             }
             (_, Some(host)) if !host.trim().is_empty() => {
-                let name = self.db_name.or(self.db_database).unwrap_or_else(|| "postgres".into());
+                let name = self
+                    .db_name
+                    .or(self.db_database)
+                    .unwrap_or_else(|| "postgres".into());
                 let auth = match self.db_password.filter(|p| !p.is_empty()) {
-                    Some(password) => format!("{}:{}", encode(&self.db_username), encode(&password)),
+                    Some(password) => {
+                        format!("{}:{}", encode(&self.db_username), encode(&password))
+                    }
                     None => encode(&self.db_username),
                 };
                 Database::Postgres(format!(
@@ -213,7 +222,12 @@ impl Settings {
         };
         let redis_url = match (self.redis_url, self.redis_host) {
             (Some(url), _) if !url.trim().is_empty() => {
-                let schemes = ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"];
+                let schemes = [
+                    "redis://",
+                    "rediss://",
+                    "redis-cluster://",
+                    "rediss-cluster://",
+                ];
                 if !schemes.iter().any(|s| url.starts_with(s)) {
                     bail!(
                         "REDIS_URL must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL"
@@ -234,13 +248,13 @@ impl Settings {
                 );
             }
             if jwt_secret.is_none() {
-                bail!("JWT_SECRET must be set in cluster mode (REDIS_URL): every instance must share it");
+                bail!(
+                    "JWT_SECRET must be set in cluster mode (REDIS_URL): every instance must share it"
+                );
             }
         }
-        if let Some(secret) = &jwt_secret {
-            if secret.len() < 8 {
-                bail!("JWT_SECRET is too short: use at least 8 characters (32 or more recommended)");
-            }
+        if jwt_secret.as_ref().is_some_and(|s| s.len() < 8) {
+            bail!("JWT_SECRET is too short: use at least 8 characters (32 or more recommended)");
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             bail!("REDIS_PREFIX must be a non-empty word without spaces");
@@ -333,7 +347,9 @@ fn parse_range(
 ) -> impl Fn(&str) -> Result<u32, String> + Clone {
     move |raw| match raw.trim().parse::<u32>() {
         Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(format!("{name} must be a whole number from {min} to {max}, got {raw:?}")),
+        _ => Err(format!(
+            "{name} must be a whole number from {min} to {max}, got {raw:?}"
+        )),
     }
 }
 
@@ -398,7 +414,10 @@ mod tests {
         let cfg = s.resolve().unwrap();
         match cfg.database {
             Database::Postgres(url) => {
-                assert_eq!(url, "postgres://postgres:p%40ss%20word@db.local:5432/chat_db")
+                assert_eq!(
+                    url,
+                    "postgres://postgres:p%40ss%20word@db.local:5432/chat_db"
+                )
             }
             other => panic!("expected postgres, got {other:?}"),
         }

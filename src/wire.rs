@@ -136,7 +136,14 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["content", "createdAt", "id", "receiverId", "senderId", "senderUsername"]
+            [
+                "content",
+                "createdAt",
+                "id",
+                "receiverId",
+                "senderId",
+                "senderUsername"
+            ]
         );
         assert_eq!(json["createdAt"], "2026-11-29T05:40:12.345Z");
     }

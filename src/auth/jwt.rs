@@ -54,7 +54,11 @@ impl JwtKeys {
             iat,
             exp: iat + self.ttl.as_secs() as i64,
         };
-        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Verifies signature, algorithm and expiry; returns the user id the token names.

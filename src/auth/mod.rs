@@ -148,7 +148,9 @@ pub fn validate_password(password: &str) -> Result<(), AppError> {
     if (6..=72).contains(&password.len()) {
         Ok(())
     } else {
-        Err(AppError::Invalid("password must be 6 to 72 bytes long".into()))
+        Err(AppError::Invalid(
+            "password must be 6 to 72 bytes long".into(),
+        ))
     }
 }
 

@@ -123,7 +123,10 @@ impl HistoryCache {
             args.push(m.seq.to_string());
             args.push(serde_json::to_string(&Cached::from(m)).unwrap_or_default());
         }
-        self.client.eval::<i64, _, _, _>(STORE, keys, args).await.map(drop)
+        self.client
+            .eval::<i64, _, _, _>(STORE, keys, args)
+            .await
+            .map(drop)
     }
 
     /// Adds a just-committed message. On failure the conversation's floor is dropped (or, if Redis
@@ -133,7 +136,10 @@ impl HistoryCache {
             return;
         }
         let keys = self.conv_keys(message.sender_id, message.receiver_id);
-        if let Err(err) = self.store(keys.clone(), None, std::slice::from_ref(message)).await {
+        if let Err(err) = self
+            .store(keys.clone(), None, std::slice::from_ref(message))
+            .await
+        {
             tracing::warn!(error = %err, "history cache push failed; invalidating the conversation");
             // Keep trying until Redis answers: a floor left in place would claim completeness.
             let client = self.client.clone();

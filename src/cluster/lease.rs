@@ -109,11 +109,14 @@ pub fn spawn_lease_tasks<A: Adapter>(
                 match renew(&presence, timing.lease).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        tracing::warn!("this instance's lease had expired; re-registering its sockets");
+                        tracing::warn!(
+                            "this instance's lease had expired; re-registering its sockets"
+                        );
                         match presence.reregister().await {
                             Ok(back) => {
                                 for user in back {
-                                    let _ = io.emit("user:online", &UserView::new(&user, true)).await;
+                                    let _ =
+                                        io.emit("user:online", &UserView::new(&user, true)).await;
                                 }
                             }
                             Err(err) => tracing::warn!(error = %err, "re-registration failed"),

@@ -21,6 +21,29 @@ pub use keys::Keys;
 pub use lease::{CancelOnDrop, claim, release, spawn_lease_tasks};
 pub use presence::RedisPresence;
 
+/// Re-subscribes the adapter's (sharded) channels after every reconnect of the subscriber.
+/// fred's own `manage_subscriptions` sends an empty `SUBSCRIBE` first when only sharded channels
+/// are tracked, which Redis refuses, and then gives up before the `SSUBSCRIBE`s.
+fn spawn_resubscriber(subscriber: SubscriberClient) {
+    use fred::interfaces::{EventInterface, PubsubInterface};
+    tokio::spawn(async move {
+        let mut reconnects = subscriber.reconnect_rx();
+        loop {
+            match reconnects.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+            let channels = subscriber.tracked_shard_channels();
+            tracing::info!(channels = channels.len(), "Redis reconnected; re-subscribing");
+            for channel in channels {
+                if let Err(err) = subscriber.ssubscribe(channel.to_string()).await {
+                    tracing::warn!(error = %err, "re-subscribe failed");
+                }
+            }
+        }
+    });
+}
+
 /// The Redis side of an instance.
 #[derive(Clone)]
 pub struct Cluster {
@@ -35,7 +58,8 @@ pub struct Cluster {
 impl Cluster {
     /// Connects both clients; they reconnect (and resubscribe) by themselves after an outage.
     pub async fn connect(url: &str, prefix: &str, instance_id: &str) -> anyhow::Result<Cluster> {
-        let mut config = RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
+        let mut config =
+            RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
         // The adapter's fred driver needs RESP3 (Redis 7+), for sharded pub/sub.
         config.version = RespVersion::RESP3;
         let mut builder = Builder::from_config(config);
@@ -48,13 +72,14 @@ impl Cluster {
                 p.default_command_timeout = Duration::from_secs(3);
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
-        let client = builder.build().context("could not set up the Redis client")?;
+        let client = builder
+            .build()
+            .context("could not set up the Redis client")?;
         let subscriber = builder
             .build_subscriber_client()
             .context("could not set up the Redis subscriber")?;
         client.init().await.context("could not connect to Redis")?;
-        // Re-subscribes the adapter's channels after every reconnect.
-        let _ = subscriber.manage_subscriptions();
+        spawn_resubscriber(subscriber.clone());
         Ok(Cluster {
             client,
             subscriber,

@@ -130,7 +130,11 @@ impl RedisPresence {
     async fn count_in(&self, user: &User) -> Result<bool, AppError> {
         let n: i64 = self
             .client
-            .eval(CONNECT, self.script_keys(), vec![user.id.to_string(), profile(user)?])
+            .eval(
+                CONNECT,
+                self.script_keys(),
+                vec![user.id.to_string(), profile(user)?],
+            )
             .await
             .map_err(redis_err)?;
         Ok(n == 1)
@@ -203,7 +207,10 @@ impl RedisPresence {
             )
             .await
             .map_err(redis_err)?;
-        Ok(gone.iter().filter_map(|g| Uuid::parse_str(g).ok()).collect())
+        Ok(gone
+            .iter()
+            .filter_map(|g| Uuid::parse_str(g).ok())
+            .collect())
     }
 
     /// Sets this instance's counts back to its real sockets after its lease was lost (it was

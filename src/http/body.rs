@@ -23,7 +23,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(AppError::Invalid("Body must be a JSON object".into())),
-            Err(_) if bytes.is_empty() => Err(AppError::Invalid("Body must be a JSON object".into())),
+            Err(_) if bytes.is_empty() => {
+                Err(AppError::Invalid("Body must be a JSON object".into()))
+            }
             Err(_) => Err(AppError::Invalid("Malformed JSON body".into())),
         }
     }
@@ -47,7 +49,10 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let unauthorized = || AppError::Unauthorized("Unauthorized".into());
         let header = parts
             .headers
@@ -58,6 +63,10 @@ impl FromRequestParts<AppState> for CurrentUser {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(unauthorized());
         }
-        state.accounts.authenticate(token.trim()).await.map(CurrentUser)
+        state
+            .accounts
+            .authenticate(token.trim())
+            .await
+            .map(CurrentUser)
     }
 }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::body::CurrentUser;
 use crate::{
     app::AppState,
-    error::AppError,
     chat::MAX_PAGE,
+    error::AppError,
     wire::{ConversationView, MessagePage, MessageView, PeerView},
 };
 
@@ -60,7 +60,8 @@ pub async fn messages(
     let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
         None => None,
         Some(b) => Some(
-            Uuid::parse_str(b).map_err(|_| AppError::Invalid("before must be a message id".into()))?,
+            Uuid::parse_str(b)
+                .map_err(|_| AppError::Invalid("before must be a message id".into()))?,
         ),
     };
     let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {

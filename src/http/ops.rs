@@ -26,7 +26,10 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         "redis": match redis { None => "not configured", Some(true) => "up", Some(false) => "down" },
     });
     if failing.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "ok", "checks": checks })))
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "checks": checks })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -59,7 +59,10 @@ impl LocalPresence {
     /// Which of `ids` are online.
     pub fn online_among(&self, ids: &[Uuid]) -> HashSet<Uuid> {
         let online = self.lock();
-        ids.iter().copied().filter(|id| online.contains_key(id)).collect()
+        ids.iter()
+            .copied()
+            .filter(|id| online.contains_key(id))
+            .collect()
     }
 }
 

@@ -40,7 +40,9 @@ fn find_token<A: Adapter>(s: &SocketRef<A>, auth: Option<&Value>) -> Option<Stri
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = header.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     if s.protocol() == ProtocolVersion::V4 {
         return parts.uri.query().and_then(|q| {

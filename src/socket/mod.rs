@@ -114,6 +114,7 @@ async fn on_connect<A: Adapter>(
 }
 
 async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
     io: SocketIo<A>,
     State(app): State<AppState>,
     Extension(me): Extension<SocketUser>,
@@ -127,12 +128,16 @@ async fn on_disconnect<A: Adapter>(
     match app.presence.disconnect(me.user.id).await {
         Ok(true) => {
             tracing::info!(user = %me.user.id, "user offline");
-            if let Err(err) = io.emit("user:offline", &me.user.id.to_string()).await {
+            // Not to the closing socket itself: it can no longer receive.
+            let everyone_else = io.except(s.id);
+            if let Err(err) = everyone_else.emit("user:offline", &me.user.id.to_string()).await {
                 tracing::warn!(error = %err, "could not broadcast user:offline");
             }
         }
         Ok(false) => {}
-        Err(err) => tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect"),
+        Err(err) => {
+            tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect")
+        }
     }
 }
 
@@ -163,7 +168,10 @@ async fn on_user_init<A: Adapter>(
         if !users.iter().any(|u| u.id == me.user.id) {
             users.push(me.user.clone());
         }
-        Ok(users.iter().map(|u| UserView::new(u, true)).collect::<Vec<_>>())
+        Ok(users
+            .iter()
+            .map(|u| UserView::new(u, true))
+            .collect::<Vec<_>>())
     }
     .instrument(span(&s, &me))
     .await;

@@ -4,7 +4,10 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{chat::{MAX_PAGE, SendMessage}, error::AppError};
+use crate::{
+    chat::{MAX_PAGE, SendMessage},
+    error::AppError,
+};
 
 /// Longest `clientMsgId`.
 pub const MAX_CLIENT_MSG_ID: usize = 64;

@@ -194,7 +194,10 @@ impl Store {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
             Backend::Pg(pool) => {
-                let conn = pool.dedicated_connection().await.context("could not connect")?;
+                let conn = pool
+                    .dedicated_connection()
+                    .await
+                    .context("could not connect")?;
                 let applied = tokio::task::spawn_blocking(move || {
                     let mut harness = AsyncMigrationHarness::new(conn);
                     harness
@@ -211,7 +214,7 @@ impl Store {
                     .spawn_blocking(|conn: &mut SqliteConnection| {
                         conn.run_pending_migrations(SQLITE_MIGRATIONS)
                             .map(|v| v.len())
-                            .map_err(|e| diesel::result::Error::QueryBuilderError(e))
+                            .map_err(diesel::result::Error::QueryBuilderError)
                     })
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -277,7 +280,10 @@ impl Store {
     /// Stores a batch in one transaction; per input, the stored message and whether it is new.
     pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<(Message, bool)>> {
         let rows = with_conn!(self, |conn, q| q::insert_messages(conn, batch))?;
-        Ok(rows.into_iter().map(|(row, new)| (row.into(), new)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(row, new)| (row.into(), new))
+            .collect())
     }
 
     /// Up to `limit` messages between `a` and `b` older than `before_seq` (or the latest), oldest first.

@@ -146,7 +146,10 @@ macro_rules! backend_queries {
                 // statement may not update the same row twice.
                 let mut latest: HashMap<(DbId, DbId), i64> = HashMap::new();
                 for row in by_id.values() {
-                    for key in [(row.sender_id, row.receiver_id), (row.receiver_id, row.sender_id)] {
+                    for key in [
+                        (row.sender_id, row.receiver_id),
+                        (row.receiver_id, row.sender_id),
+                    ] {
                         let seq = latest.entry(key).or_insert(row.seq);
                         *seq = (*seq).max(row.seq);
                     }
@@ -226,7 +229,11 @@ macro_rules! backend_queries {
             limit: i64,
         ) -> QueryResult<Vec<MessageRow>> {
             messages::table
-                .filter(messages::sender_id.eq(user).or(messages::receiver_id.eq(user)))
+                .filter(
+                    messages::sender_id
+                        .eq(user)
+                        .or(messages::receiver_id.eq(user)),
+                )
                 .filter(messages::seq.gt(after_seq))
                 .order(messages::seq.asc())
                 .limit(limit)
