@@ -78,7 +78,9 @@ impl Chat {
         let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
         let (message, created) = self.writer.write(new).await?;
         if let (true, Some(cache)) = (created, &self.cache) {
-            cache.push(&message).await;
+            // After the commit, off the ack's path: a slow or absent Redis never delays an ack.
+            let (cache, stored) = (cache.clone(), message.clone());
+            tokio::spawn(async move { cache.push(&stored).await });
         }
         Ok(Sent { message, created })
     }

@@ -34,7 +34,10 @@ fn spawn_resubscriber(subscriber: SubscriberClient) {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
             let channels = subscriber.tracked_shard_channels();
-            tracing::info!(channels = channels.len(), "Redis reconnected; re-subscribing");
+            tracing::info!(
+                channels = channels.len(),
+                "Redis reconnected; re-subscribing"
+            );
             for channel in channels {
                 if let Err(err) = subscriber.ssubscribe(channel.to_string()).await {
                     tracing::warn!(error = %err, "re-subscribe failed");

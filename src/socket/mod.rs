@@ -130,7 +130,10 @@ async fn on_disconnect<A: Adapter>(
             tracing::info!(user = %me.user.id, "user offline");
             // Not to the closing socket itself: it can no longer receive.
             let everyone_else = io.except(s.id);
-            if let Err(err) = everyone_else.emit("user:offline", &me.user.id.to_string()).await {
+            if let Err(err) = everyone_else
+                .emit("user:offline", &me.user.id.to_string())
+                .await
+            {
                 tracing::warn!(error = %err, "could not broadcast user:offline");
             }
         }
