@@ -194,10 +194,18 @@ impl Store {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
             Backend::Pg(pool) => {
-                let conn = pool
+                let mut conn = pool
                     .dedicated_connection()
                     .await
                     .context("could not connect")?;
+                // Instances starting together must not run the same migration twice; the session
+                // lock is released when this connection is dropped after the migrations.
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query("SELECT pg_advisory_lock(7415946722)"),
+                    &mut conn,
+                )
+                .await
+                .context("could not take the migration lock")?;
                 let applied = tokio::task::spawn_blocking(move || {
                     let mut harness = AsyncMigrationHarness::new(conn);
                     harness
