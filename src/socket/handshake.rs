@@ -73,10 +73,8 @@ pub async fn authenticate<A: Adapter>(
         }
     };
     let config = &app.config;
-    s.extensions.insert(SocketUser::new(
-        user,
-        config.rate_limit_burst,
-        config.rate_limit_per_sec,
-    ));
+    let me = SocketUser::new(user, config.rate_limit_burst, config.rate_limit_per_sec);
+    super::prepare(&s, &me);
+    s.extensions.insert(me);
     Ok(())
 }

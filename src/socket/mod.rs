@@ -78,6 +78,19 @@ fn span(s: &SocketRef<impl Adapter>, me: &SocketUser) -> tracing::Span {
     tracing::info_span!("socket", sid = %s.id, user = %me.user.id)
 }
 
+/// Joins the user's room and registers the event handlers. Called by the handshake middleware,
+/// before the client is told it is connected: socketioxide runs the connect handler on a task of
+/// its own, and an event that arrived before that task registered its handler would be dropped.
+fn prepare<A: Adapter>(s: &SocketRef<A>, me: &SocketUser) {
+    s.join(user_room(me.user.id));
+    s.on("user:init", on_user_init::<A>);
+    s.on("message:send", on_send::<A>);
+    s.on("message:history", on_history::<A>);
+    s.on("message:sync", on_sync::<A>);
+    s.on_disconnect(on_disconnect::<A>);
+}
+
+/// Counts the socket in presence and announces the user when this is their first socket.
 async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
     io: SocketIo<A>,
@@ -85,12 +98,6 @@ async fn on_connect<A: Adapter>(
     Extension(me): Extension<SocketUser>,
 ) {
     let span = span(&s, &me);
-    s.join(user_room(me.user.id));
-    s.on("user:init", on_user_init::<A>);
-    s.on("message:send", on_send::<A>);
-    s.on("message:history", on_history::<A>);
-    s.on("message:sync", on_sync::<A>);
-    s.on_disconnect(on_disconnect::<A>);
     async move {
         tracing::debug!(transport = ?s.transport_type(), protocol = ?s.protocol(), "connected");
         let mut state = me.presence.lock().await;
