@@ -1,0 +1,652 @@
+// The world each black-box test builds for itself: a server process (or a cluster of them) on a free
+// port with its own database and Redis prefix, real socket.io clients, and the helpers to talk to it.
+// Every wait is bounded, so a broken server fails a test instead of hanging the run.
+
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe } from 'node:test';
+import pg from 'pg';
+import { io } from 'socket.io-client';
+import ioV2 from 'socket.io-client-v2';
+
+export const NEXUS_BIN = process.env.NEXUS_BIN || '/root/.cache/nexus-target/debug/nexus-chat';
+export const PG_ADMIN_URL = process.env.PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+export const MODES = (process.env.TEST_MODES || 'sqlite,postgres')
+  .split(',')
+  .map((m) => m.trim())
+  .filter(Boolean);
+export const READY_TIMEOUT_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = 5_000;
+
+/** Passed as the payload to emit an event with no payload argument at all. */
+export const NO_PAYLOAD = Symbol('no payload');
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO_MS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+export const isUuid = (s) => typeof s === 'string' && UUID_RE.test(s);
+export const isIsoMillis = (s) => typeof s === 'string' && ISO_MS_RE.test(s);
+
+const LIVE_LOG = Boolean(process.env.TEST_LOG);
+
+// Variables a developer's shell may carry that must never leak into a test's server.
+const SCRUBBED_ENV = [
+  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'REDIS_PREFIX', 'JWT_SECRET',
+  'RATE_LIMIT_BURST', 'RATE_LIMIT_PER_SEC', 'MAX_MESSAGE_CHARS', 'INSTANCE_ID',
+];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const randomName = (prefix = 'user') => `${prefix}_${randomBytes(5).toString('hex')}`;
+
+/** Runs `fn(mode)` inside one `describe` per backend selected by TEST_MODES. */
+export function forEachMode(fn) {
+  for (const mode of MODES) describe(`on ${mode}`, () => fn(mode));
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL and Redis worlds
+
+async function pgAdmin(fn) {
+  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates an empty database `nexus_test_<random>` and returns its name and URL. */
+export async function createTestDatabase() {
+  const name = `nexus_test_${randomBytes(6).toString('hex')}`;
+  await pgAdmin((c) => c.query(`CREATE DATABASE ${name}`));
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString() };
+}
+
+export async function dropTestDatabase(name) {
+  await pgAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+}
+
+/**
+ * A tiny RESP client, enough to delete a test's keys: the suite only needs SCAN and UNLINK, which
+ * is not worth a dependency.
+ */
+export async function redisCommand(...args) {
+  const url = new URL(REDIS_URL);
+  const sock = net.connect(Number(url.port || 6379), url.hostname);
+  const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`;
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      sock.on('error', reject);
+      sock.on('connect', () => sock.write(payload));
+      sock.on('data', (chunk) => {
+        buf = Buffer.concat([buf, chunk]);
+        const parsed = parseResp(buf, 0);
+        if (parsed) {
+          sock.end();
+          if (parsed.value instanceof Error) reject(parsed.value);
+          else resolve(parsed.value);
+        }
+      });
+    }),
+    10_000,
+    `redis ${args[0]}`,
+  ).finally(() => sock.destroy());
+}
+
+function parseResp(buf, pos) {
+  const eol = buf.indexOf('\r\n', pos);
+  if (eol < 0) return null;
+  const type = String.fromCharCode(buf[pos]);
+  const line = buf.toString('utf8', pos + 1, eol);
+  const next = eol + 2;
+  switch (type) {
+    case '+': return { value: line, end: next };
+    case '-': return { value: new Error(line), end: next };
+    case ':': return { value: Number(line), end: next };
+    case '$': {
+      const len = Number(line);
+      if (len < 0) return { value: null, end: next };
+      if (buf.length < next + len + 2) return null;
+      return { value: buf.toString('utf8', next, next + len), end: next + len + 2 };
+    }
+    case '*': {
+      const n = Number(line);
+      const items = [];
+      let p = next;
+      for (let i = 0; i < n; i++) {
+        const item = parseResp(buf, p);
+        if (!item) return null;
+        items.push(item.value);
+        p = item.end;
+      }
+      return { value: items, end: p };
+    }
+    default: throw new Error(`unexpected RESP type ${type}`);
+  }
+}
+
+/** Deletes every Redis key that starts with `prefix`. */
+export async function deleteRedisKeys(prefix) {
+  let cursor = '0';
+  do {
+    const [nextCursor, keys] = await redisCommand('SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length) await redisCommand('UNLINK', ...keys);
+    cursor = nextCursor;
+  } while (cursor !== '0');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server processes
+
+/**
+ * Spawns `$NEXUS_BIN serve` on a free port and waits for `GET /ready`.
+ *
+ * mode 'sqlite' gets a fresh DATA_DIR, mode 'postgres' a fresh database (unless `databaseUrl` is
+ * given, as the cluster does). Output is kept in a buffer: `log()` returns it, and it is printed live
+ * when TEST_LOG is set. `stop()` sends SIGTERM (then SIGKILL after 10 s) and removes what was created;
+ * `kill()` sends SIGKILL, like a crashed machine.
+ */
+export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, label = '' } = {}) {
+  const owned = { dataDir: null, database: null };
+  let dbUrl = databaseUrl;
+  if (mode === 'postgres' && !dbUrl) {
+    const db = await createTestDatabase();
+    owned.database = db.name;
+    dbUrl = db.url;
+  } else if (mode !== 'postgres' && mode !== 'sqlite') {
+    throw new Error(`unknown mode ${mode}`);
+  }
+
+  const cleanup = async () => {
+    if (owned.dataDir) await rm(owned.dataDir, { recursive: true, force: true }).catch(() => {});
+    if (owned.database) await dropTestDatabase(owned.database).catch(() => {});
+    owned.dataDir = owned.database = null;
+  };
+
+  const baseEnv = { ...process.env };
+  for (const k of SCRUBBED_ENV) delete baseEnv[k];
+  const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
+
+  let lastError;
+  // The port is free when we pick it but another process may take it before the server binds:
+  // try a few ports before giving up.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const childEnv = {
+      ...baseEnv,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      JWT_SECRET: jwtSecret,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+      ...env,
+    };
+    if (mode === 'sqlite') {
+      owned.dataDir ??= await mkdtemp(path.join(tmpdir(), 'nexus-test-'));
+      childEnv.DATA_DIR = owned.dataDir;
+    } else {
+      childEnv.DATABASE_URL = dbUrl;
+    }
+
+    const server = spawnServer(port, childEnv, label);
+    try {
+      await server.waitReady();
+    } catch (err) {
+      lastError = err;
+      server.kill();
+      await server.exited;
+      if (/address (already )?in use|AddrInUse/i.test(server.log())) continue;
+      await cleanup();
+      throw err;
+    }
+    return {
+      ...server,
+      mode,
+      jwtSecret,
+      env: childEnv,
+      async stop() {
+        await server.stop();
+        await cleanup();
+      },
+      cleanup,
+    };
+  }
+  await cleanup();
+  throw lastError;
+}
+
+function spawnServer(port, childEnv, label) {
+  if (!NEXUS_BIN) throw new Error('NEXUS_BIN is empty');
+  const url = `http://127.0.0.1:${port}`;
+  const chunks = [];
+  const tag = `[nexus${label ? ` ${label}` : ''} :${port}] `;
+  const proc = spawn(NEXUS_BIN, ['serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let spawnError = null;
+  const exited = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
+    // A binary that cannot be spawned never emits 'exit'.
+    proc.on('error', (err) => {
+      spawnError = err;
+      chunks.push(`spawn error: ${err.message}\n`);
+      resolve({ code: null, signal: null, error: err });
+    });
+  });
+  let exitInfo = null;
+  exited.then((info) => { exitInfo = info; });
+  for (const stream of [proc.stdout, proc.stderr]) {
+    stream.on('data', (d) => {
+      const text = d.toString();
+      chunks.push(text);
+      if (LIVE_LOG) process.stderr.write(text.replace(/^/gm, tag));
+    });
+  }
+  const log = () => chunks.join('');
+
+  async function waitReady() {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    let last = 'no answer yet';
+    while (Date.now() < deadline) {
+      if (spawnError) throw new Error(`could not start ${NEXUS_BIN}: ${spawnError.message}`);
+      if (exitInfo) {
+        throw new Error(
+          `server ${label ? `${label} ` : ''}at ${url} exited before it was ready (code ${exitInfo.code}, signal ${exitInfo.signal}); its log:\n${log()}`,
+        );
+      }
+      try {
+        const res = await fetch(`${url}/ready`, { signal: AbortSignal.timeout(2_000) });
+        if (res.status === 200) return;
+        last = `status ${res.status}: ${await res.text()}`;
+      } catch (err) {
+        last = err.message;
+      }
+      await sleep(50);
+    }
+    throw new Error(
+      `server ${label ? `${label} ` : ''}at ${url} was not ready within ${READY_TIMEOUT_MS} ms (last /ready: ${last}); its log:\n${log()}`,
+    );
+  }
+
+  return {
+    url,
+    port,
+    proc,
+    exited,
+    log,
+    waitReady,
+    isRunning: () => !exitInfo && !spawnError,
+    kill() {
+      if (!exitInfo && !spawnError) proc.kill('SIGKILL');
+    },
+    async stop() {
+      if (exitInfo || spawnError) return exitInfo;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const info = await exited;
+      clearTimeout(timer);
+      return info;
+    },
+  };
+}
+
+/**
+ * Starts `n` instances sharing one fresh PostgreSQL database, one random REDIS_PREFIX and one
+ * JWT_SECRET. `stop()` stops them all, drops the database and deletes the prefix's keys.
+ */
+export async function startCluster(n, { env = {} } = {}) {
+  const db = await createTestDatabase();
+  const redisPrefix = `nexus_test_${randomBytes(6).toString('hex')}`;
+  const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
+  const sharedEnv = { REDIS_URL, REDIS_PREFIX: redisPrefix, JWT_SECRET: jwtSecret, ...env };
+  const nodes = [];
+  const cleanup = async () => {
+    await dropTestDatabase(db.name).catch(() => {});
+    await deleteRedisKeys(redisPrefix).catch(() => {});
+  };
+  try {
+    // Sequential start: the first instance runs the migrations, the others find them done.
+    for (let i = 0; i < n; i++) {
+      nodes.push(
+        await startServer({
+          mode: 'postgres',
+          databaseUrl: db.url,
+          label: `node${i}`,
+          env: { ...sharedEnv, INSTANCE_ID: `${redisPrefix}-node${i}` },
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((s) => s.stop()));
+    await cleanup();
+    throw err;
+  }
+  return {
+    nodes,
+    urls: nodes.map((s) => s.url),
+    jwtSecret,
+    redisPrefix,
+    database: db.name,
+    log: () => nodes.map((s, i) => `----- node${i} (${s.url}) -----\n${s.log()}`).join('\n'),
+    async stop() {
+      await Promise.all(nodes.map((s) => s.stop()));
+      await cleanup();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/** Sends a JSON request and returns `{status, headers, body, text}` (body is parsed JSON or null). */
+export async function http(url, { method = 'GET', body, rawBody, token, headers = {} } = {}) {
+  const h = { ...headers };
+  let payload;
+  if (rawBody !== undefined) {
+    payload = rawBody;
+    h['content-type'] ??= 'application/json';
+  } else if (body !== undefined) {
+    payload = JSON.stringify(body);
+    h['content-type'] ??= 'application/json';
+  }
+  if (token) h.authorization = `Bearer ${token}`;
+  const res = await fetch(url, { method, body: payload, headers: h, signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  return { status: res.status, headers: res.headers, body: json, text };
+}
+
+export async function register(url, username, password = 'correct horse battery') {
+  return http(`${url}/auth/register`, { method: 'POST', body: { username, password } });
+}
+
+export async function login(url, username, password = 'correct horse battery') {
+  return http(`${url}/auth/login`, { method: 'POST', body: { username, password } });
+}
+
+/** Registers a fresh user and logs in: `{user: {id, username, createdAt}, token}`. */
+export async function registerAndLogin(url, name = randomName(), password = 'correct horse battery') {
+  const reg = await register(url, name, password);
+  if (reg.status !== 201) throw new Error(`register ${name} answered ${reg.status}: ${reg.text}`);
+  const res = await login(url, name, password);
+  if (res.status !== 201) throw new Error(`login ${name} answered ${res.status}: ${res.text}`);
+  return { user: reg.body, token: res.body.access_token, password };
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT
+
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+/** Signs an HS256 JWT the way the server is expected to verify it. */
+export function signJwt(claims, secret) {
+  const head = b64url({ alg: 'HS256', typ: 'JWT' });
+  const body = b64url(claims);
+  const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+export function decodeJwt(token) {
+  const [head, body] = token.split('.');
+  return {
+    header: JSON.parse(Buffer.from(head, 'base64url').toString()),
+    claims: JSON.parse(Buffer.from(body, 'base64url').toString()),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+
+/**
+ * Connects a socket.io 4.x client and resolves once connected; rejects with the `connect_error`.
+ * Defaults: websocket only (like the React client), no reconnection, a fresh Manager.
+ * Pass `token: null` for no auth payload.
+ */
+export function connect(url, token, opts = {}) {
+  const { timeoutMs = DEFAULT_TIMEOUT_MS, ...ioOpts } = opts;
+  const socket = io(url, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    timeout: timeoutMs,
+    ...(token != null ? { auth: { token } } : {}),
+    ...ioOpts,
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`socket did not connect to ${url} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('connect_error');
+      resolve(socket);
+    });
+    socket.once('connect_error', (err) => {
+      clearTimeout(timer);
+      socket.close();
+      err.socket = socket;
+      reject(err);
+    });
+  });
+}
+
+/** Resolves with the `connect_error` of a connection attempt that should be refused. */
+export async function connectError(url, token, opts = {}) {
+  try {
+    const socket = await connect(url, token, opts);
+    socket.close();
+  } catch (err) {
+    if (/did not connect/.test(err.message)) throw err;
+    return err;
+  }
+  throw new Error('the server accepted a connection it should have refused');
+}
+
+/**
+ * Connects a socket.io-client 2.x (Engine.IO protocol v3 / Socket.IO protocol v4) client. Resolves
+ * with the socket once connected; rejects with the `error` event's payload (how v2 reports a refused
+ * handshake) or a connect error.
+ */
+export function connectV2(url, opts = {}) {
+  const { timeoutMs = DEFAULT_TIMEOUT_MS, ...ioOpts } = opts;
+  const socket = ioV2(url, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    timeout: timeoutMs,
+    ...ioOpts,
+  });
+  return new Promise((resolve, reject) => {
+    const fail = (err) => {
+      clearTimeout(timer);
+      socket.close();
+      reject(Object.assign(err instanceof Error ? err : new Error(String(err)), { payload: err, socket }));
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`v2 socket did not connect to ${url} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once('error', fail);
+    socket.once('connect_error', fail);
+  });
+}
+
+/**
+ * Emits `event` with `payload` (or no argument with NO_PAYLOAD) and resolves with the ack's first
+ * argument. Works with 4.x and 2.x clients.
+ */
+export function emitAck(socket, event, payload, timeoutMs = DEFAULT_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no ack for ${event} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const args = payload === NO_PAYLOAD ? [] : [payload];
+    socket.emit(event, ...args, (response) => {
+      clearTimeout(timer);
+      resolve(response);
+    });
+  });
+}
+
+/** Resolves with the first `event` whose payload satisfies `predicate`. Attach before acting. */
+export function waitForEvent(socket, event, predicate = () => true, timeoutMs = DEFAULT_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    const onEvent = (payload) => {
+      if (!predicate(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, onEvent);
+      resolve(payload);
+    };
+    const timer = setTimeout(() => {
+      socket.off(event, onEvent);
+      reject(new Error(`no ${event} event matching the predicate within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.on(event, onEvent);
+  });
+}
+
+/** Records every `event` a socket receives from now on into the returned array. */
+export function recordEvents(socket, event) {
+  const seen = [];
+  socket.on(event, (payload) => seen.push(payload));
+  return seen;
+}
+
+/** Polls `condition` until it is true or `timeoutMs` passes; throws with `what` on timeout. */
+export async function eventually(condition, what, timeoutMs = DEFAULT_TIMEOUT_MS, intervalMs = 20) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Resolves once the socket is disconnected (bounded). */
+export function waitForDisconnect(socket, timeoutMs = DEFAULT_TIMEOUT_MS) {
+  if (!socket.connected) return Promise.resolve();
+  return waitForEvent(socket, 'disconnect', () => true, timeoutMs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worlds
+
+/**
+ * One test's world: a server plus everything the test opens on it, all closed at the end.
+ * `user()` registers and logs in; `connect()`/`connectV2()` track their sockets.
+ */
+export class World {
+  constructor(server) {
+    this.server = server;
+    this.url = server.url;
+    this.sockets = new Set();
+  }
+
+  user(name) {
+    return registerAndLogin(this.url, name);
+  }
+
+  async connect(token, opts = {}, url = this.url) {
+    const socket = await connect(url, token, opts);
+    this.sockets.add(socket);
+    return socket;
+  }
+
+  async connectV2(opts = {}, url = this.url) {
+    const socket = await connectV2(url, opts);
+    this.sockets.add(socket);
+    return socket;
+  }
+
+  /** A registered user with `tabs` connected sockets: `{user, token, socket, sockets}`. */
+  async online(name, { tabs = 1, url = this.url, opts = {} } = {}) {
+    const { user, token } = await registerAndLogin(url, name);
+    const sockets = [];
+    for (let i = 0; i < tabs; i++) sockets.push(await this.connect(token, opts, url));
+    return { user, token, socket: sockets[0], sockets };
+  }
+
+  closeSockets() {
+    for (const s of this.sockets) s.close();
+    this.sockets.clear();
+  }
+}
+
+/**
+ * Wraps a test body: starts a server with `opts` (see startServer), hands the body a World, and
+ * always tears it down. The server log is printed when the body fails (or live with TEST_LOG).
+ */
+export function withServer(opts, body) {
+  return async (t) => {
+    const server = await startServer(opts);
+    const world = new World(server);
+    try {
+      await body(world, t);
+    } catch (err) {
+      if (!LIVE_LOG) process.stderr.write(`----- server log (${server.url}, ${server.mode}) -----\n${server.log()}\n`);
+      throw err;
+    } finally {
+      world.closeSockets();
+      await server.stop();
+    }
+  };
+}
+
+/** Like withServer, for a cluster of `n` instances: the body gets `(world, cluster, t)`. */
+export function withCluster(n, opts, body) {
+  return async (t) => {
+    const cluster = await startCluster(n, opts);
+    const world = new World(cluster.nodes[0]);
+    try {
+      await body(world, cluster, t);
+    } catch (err) {
+      if (!LIVE_LOG) process.stderr.write(`----- cluster log -----\n${cluster.log()}\n`);
+      throw err;
+    } finally {
+      world.closeSockets();
+      await cluster.stop();
+    }
+  };
+}
+
+export { randomUUID };
