@@ -1,0 +1,147 @@
+// The cluster when Redis misbehaves: a throwaway redis-server (never the shared one) restarted
+// under traffic, and the history cache evicted or flushed. Runs only with TEST_CLUSTER=1.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { describe, test } from 'node:test';
+import {
+  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, sleep, withCluster,
+} from '../lib/harness.mjs';
+import { assertOk, collectHistory, send } from '../lib/expect.mjs';
+
+const RUN = process.env.TEST_CLUSTER === '1';
+const ROOMY = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' };
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** A redis-server of this test's own on `port`, keeping nothing on disk. */
+async function startRedis(port) {
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await eventually(() => new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }), `redis-server on ${port} accepts connections`, 10_000);
+  return proc;
+}
+
+const ready = async (url) => (await http(`${url}/ready`)).status;
+
+describe('a cluster when Redis misbehaves', { skip: RUN ? false : 'set TEST_CLUSTER=1 to run the cluster tests' }, () => {
+  test('Redis restarting under traffic loses no acked message, and the cluster heals by itself', async () => {
+    const port = await freePort();
+    let redis = await startRedis(port);
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    try {
+      await withCluster(2, { env: { ...ROOMY, REDIS_URL: redisUrl, PRESENCE_TTL_SECS: '6' } }, async (w, cluster) => {
+        const [n0, n1] = cluster.urls;
+        const alice = await w.online(randomName('alice'), { url: n0 });
+        const bob = await w.online(randomName('bob'), { url: n1 });
+        const live = recordEvents(bob.socket, 'message:new');
+
+        // Traffic: alice sends every 25 ms; every ack is recorded.
+        const acked = [];
+        const failed = [];
+        let running = true;
+        let n = 0;
+        const traffic = (async () => {
+          while (running) {
+            const i = n++;
+            const ack = await emitAck(alice.socket, 'message:send', {
+              receiverId: bob.user.id, content: `m${i}`, clientMsgId: `c${i}`,
+            }, 10_000);
+            if (ack && !ack.error) acked.push(ack.id); else failed.push(ack);
+            await sleep(25);
+          }
+        })();
+
+        await eventually(() => acked.length >= 20, 'traffic flows before the outage', 10_000);
+        redis.kill('SIGKILL');
+        await eventually(async () => (await ready(n0)) === 503 && (await ready(n1)) === 503,
+          '/ready reports the outage on both instances', 10_000);
+        const body = (await http(`${n0}/ready`)).body;
+        assert.match(body.message, /redis/i, `the failing part is named: ${JSON.stringify(body)}`);
+        const duringOutage = acked.length;
+        await sleep(1_500);
+        assert.ok(acked.length > duringOutage, 'sends still commit and ack while Redis is down');
+
+        redis = await startRedis(port);
+        await eventually(async () => (await ready(n0)) === 200 && (await ready(n1)) === 200,
+          'both instances are ready again', 20_000);
+        // Cross-instance delivery works again once the subscriptions are restored.
+        await eventually(async () => {
+          const probe = await emitAck(alice.socket, 'message:send', { receiverId: bob.user.id, content: 'probe' });
+          acked.push(assertOk(probe).id);
+          await sleep(300);
+          return live.some((m) => m.id === probe.id);
+        }, 'a message sent after the restart reaches the other instance live', 20_000, 500);
+        running = false;
+        await traffic;
+        assert.deepEqual(failed, [], 'no send failed: PostgreSQL was up the whole time');
+
+        // What bob missed live he recovers with message:sync from the last message he saw
+        // before the outage; together nothing acked is missing and nothing is doubled.
+        const seen = new Set(live.map((m) => m.id));
+        const firstLive = live[0].id;
+        let cursor = firstLive;
+        const recovered = [];
+        for (;;) {
+          const page = assertOk(await emitAck(bob.socket, 'message:sync', { after: cursor, limit: 100 }));
+          recovered.push(...page.messages.map((m) => m.id));
+          if (!page.hasMore) break;
+          cursor = page.messages.at(-1).id;
+        }
+        assert.equal(new Set(recovered).size, recovered.length, 'sync returns each message once');
+        const all = new Set([firstLive, ...recovered, ...seen]);
+        const missing = acked.filter((id) => !all.has(id));
+        assert.deepEqual(missing, [], 'every acked message reached bob live or through message:sync');
+        assert.equal(live.length, seen.size, 'no message:new was delivered twice');
+
+        // Presence is rebuilt in the empty Redis: each instance re-registers its sockets.
+        await eventually(async () => {
+          const ids = (await emitAck(alice.socket, 'user:init', null)).map((u) => u.id);
+          return ids.includes(bob.user.id) && ids.includes(alice.user.id);
+        }, 'user:init lists both users again after the restart', 20_000, 250);
+      })();
+    } finally {
+      redis.kill('SIGKILL');
+    }
+  });
+
+  test('history stays complete when the cache evicts and when Redis is flushed', withCluster(2, { env: { ...ROOMY, HISTORY_CACHE_SIZE: '10' } }, async (w, cluster) => {
+    const [n0, n1] = cluster.urls;
+    const alice = await w.online(randomName('alice'), { url: n0 });
+    const bob = await w.online(randomName('bob'), { url: n1 });
+    const sent = [];
+    for (let i = 0; i < 25; i++) sent.push((await send(i % 2 ? bob.socket : alice.socket, i % 2 ? alice.user.id : bob.user.id, `m${i}`)).id);
+
+    const latest = async (socket, peer, limit) => (await emitAck(socket, 'message:history', { receiverId: peer, limit })).map((m) => m.id);
+    // Warm the cache (refill from PostgreSQL), then read pages inside and beyond its 10 messages.
+    assert.deepEqual(await latest(alice.socket, bob.user.id, 100), sent);
+    assert.deepEqual(await latest(bob.socket, alice.user.id, 5), sent.slice(20));
+    assert.deepEqual(await latest(bob.socket, alice.user.id, 10), sent.slice(15));
+    assert.deepEqual(await latest(bob.socket, alice.user.id, 12), sent.slice(13));
+    // A message sent after the refill is in the cached page at once.
+    sent.push((await send(alice.socket, bob.user.id, 'after refill')).id);
+    assert.deepEqual(await latest(bob.socket, alice.user.id, 3), sent.slice(-3));
+    // Paging back through the whole conversation, across the cache's floor.
+    assert.deepEqual((await collectHistory(bob.socket, alice.user.id, 4)).map((m) => m.id), sent);
+
+    // Redis loses the cache: nothing is lost, the next read refills from PostgreSQL.
+    await deleteRedisKeys(`${cluster.redisPrefix}:history`);
+    assert.deepEqual(await latest(alice.socket, bob.user.id, 100), sent);
+    const rest = await http(`${n1}/api/conversations/${alice.user.id}/messages?limit=100`, { token: bob.token });
+    assert.deepEqual(rest.body.messages.map((m) => m.id), sent);
+    assert.equal(rest.body.hasMore, false);
+  }));
+});
