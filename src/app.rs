@@ -15,8 +15,9 @@ use crate::{
     cluster::{self, Cluster, HistoryCache, RedisPresence},
     config::Config,
     http,
+    metrics::Metrics,
     presence::{LocalPresence, Presence},
-    socket,
+    socket::{self, HandshakeGate},
     store::{Store, writer::MessageWriter},
 };
 
@@ -35,6 +36,10 @@ pub struct AppState {
     pub store: Store,
     /// Redis, in cluster mode.
     pub cluster: Option<Cluster>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Handshakes in progress per client address.
+    pub handshakes: Arc<HandshakeGate>,
 }
 
 /// Connects to the database and applies pending migrations.
@@ -66,63 +71,61 @@ pub async fn serve(
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let keys = auth::load_keys(&config)?;
-    let accounts =
-        Arc::new(Accounts::new(store.clone(), (*keys).clone(), config.bcrypt_cost).await?);
-    let writer = MessageWriter::spawn(store.clone());
+    let accounts = Arc::new(
+        Accounts::new(
+            store.clone(),
+            (*keys).clone(),
+            config.bcrypt_cost,
+            config.login_throttle,
+        )
+        .await?,
+    );
+    let metrics = Arc::new(Metrics::default());
+    let writer = MessageWriter::spawn(store.clone(), metrics.clone());
+    let cluster = match &config.redis_url {
+        Some(url) => Some(Cluster::connect(url, &config.redis_prefix, &config.instance_id).await?),
+        None => None,
+    };
+    let (presence, cache) = match &cluster {
+        Some(c) => (
+            Presence::Redis(RedisPresence::new(c.client.clone(), c.keys.clone())),
+            Some(HistoryCache::new(
+                c.client.clone(),
+                c.keys.clone(),
+                config.history_cache_size,
+                metrics.clone(),
+            )),
+        ),
+        None => (Presence::Local(LocalPresence::default()), None),
+    };
+    let chat = Chat::new(
+        store.clone(),
+        writer,
+        accounts.clone(),
+        cache,
+        config.max_message_chars,
+        metrics.clone(),
+    );
+    let state = AppState {
+        config: config.clone(),
+        accounts,
+        chat: Arc::new(chat),
+        presence: presence.clone(),
+        store,
+        cluster: cluster.clone(),
+        metrics,
+        handshakes: Arc::new(HandshakeGate::new(config.max_handshakes_per_ip)),
+    };
     let listener = TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
 
-    let done = match config.redis_url.clone() {
-        None => {
-            let chat = Chat::new(
-                store.clone(),
-                writer,
-                accounts.clone(),
-                None,
-                config.max_message_chars,
-            );
-            let state = AppState {
-                config: config.clone(),
-                accounts,
-                chat: Arc::new(chat),
-                presence: Presence::Local(LocalPresence::default()),
-                store,
-                cluster: None,
-            };
-            let (layer, io) = socket_builder(&config)
-                .with_state(state.clone())
-                .build_layer();
-            socket::attach(&io);
-            tokio::spawn(run(listener, state, layer, io, shutdown, None))
-        }
-        Some(url) => {
-            let cluster = Cluster::connect(&url, &config.redis_prefix, &config.instance_id).await?;
-            let presence = RedisPresence::new(cluster.client.clone(), cluster.keys.clone());
-            let cache = HistoryCache::new(
-                cluster.client.clone(),
-                cluster.keys.clone(),
-                config.history_cache_size,
-            );
-            let chat = Chat::new(
-                store.clone(),
-                writer,
-                accounts.clone(),
-                Some(cache),
-                config.max_message_chars,
-            );
-            let state = AppState {
-                config: config.clone(),
-                accounts,
-                chat: Arc::new(chat),
-                presence: Presence::Redis(presence.clone()),
-                store,
-                cluster: Some(cluster.clone()),
-            };
+    let builder = socket_builder(&config).with_state(state.clone());
+    let done = match (cluster, presence) {
+        (Some(cluster), Presence::Redis(presence)) => {
             let adapter = cluster.adapter().await?;
-            let (layer, io) = socket_builder(&config)
-                .with_state(state.clone())
+            let (layer, io) = builder
                 .with_adapter::<FredAdapter<_>>(adapter)
                 .build_layer();
             socket::attach(&io)
@@ -141,6 +144,11 @@ pub async fn serve(
                 Some((presence, leases)),
             ))
         }
+        _ => {
+            let (layer, io) = builder.build_layer();
+            socket::attach(&io);
+            tokio::spawn(run(listener, state, layer, io, shutdown, None))
+        }
     };
     tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), "listening");
     Ok(Running { addr, done })
@@ -152,7 +160,7 @@ fn socket_builder(config: &Config) -> SocketIoBuilder {
         // socket.io's own defaults, which every client expects.
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        .max_buffer_size(4096)
+        .max_buffer_size(config.socket_buffer_packets as usize)
 }
 
 async fn run<A: Adapter>(
@@ -169,14 +177,17 @@ async fn run<A: Adapter>(
         .layer(http::cors(&config))
         .layer(middleware::from_fn(http::preflight_no_content));
     let io_for_shutdown = io.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
-            io_for_shutdown.close().await;
-        })
-        .await
-        .context("server error")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
+        io_for_shutdown.close().await;
+    })
+    .await
+    .context("server error")?;
     if let Some((presence, leases)) = cluster {
         drop(leases);
         cluster::release(&presence).await;

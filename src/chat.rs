@@ -9,6 +9,7 @@ use crate::{
     auth::Accounts,
     cluster::HistoryCache,
     error::AppError,
+    metrics::{Metrics, inc},
     store::{Message, NewMessage, Store, User, conversation_key, writer::MessageWriter},
 };
 
@@ -37,6 +38,7 @@ pub struct Chat {
     accounts: Arc<Accounts>,
     cache: Option<HistoryCache>,
     max_chars: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl Chat {
@@ -47,6 +49,7 @@ impl Chat {
         accounts: Arc<Accounts>,
         cache: Option<HistoryCache>,
         max_chars: usize,
+        metrics: Arc<Metrics>,
     ) -> Chat {
         Chat {
             store,
@@ -54,6 +57,7 @@ impl Chat {
             accounts,
             cache,
             max_chars,
+            metrics,
         }
     }
 
@@ -75,6 +79,7 @@ impl Chat {
         if self.accounts.user(req.receiver_id).await?.is_none() {
             return Err(AppError::UnknownReceiver("receiverId names no user".into()));
         }
+        inc(&self.metrics.messages_accepted);
         let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
         let (message, created) = self.writer.write(new).await?;
         if let (true, Some(cache)) = (created, &self.cache) {

@@ -130,6 +130,27 @@ pub struct Settings {
     /// Upper bound on any database operation, in milliseconds; past it the caller gets `unavailable`.
     #[arg(long, env = "DB_TIMEOUT_MS", default_value_t = 5000, value_parser = parse_range("DB_TIMEOUT_MS", 100, 600_000))]
     pub db_timeout_ms: u32,
+    /// Failed logins for one username before it is throttled (exponential back-off, 429).
+    #[arg(long, env = "LOGIN_FAILURES_BEFORE_BACKOFF", default_value_t = 5, value_parser = parse_range("LOGIN_FAILURES_BEFORE_BACKOFF", 1, 1_000_000))]
+    pub login_failures_before_backoff: u32,
+    /// Failed logins from one client address before it is throttled.
+    #[arg(long, env = "LOGIN_IP_FAILURES_BEFORE_BACKOFF", default_value_t = 20, value_parser = parse_range("LOGIN_IP_FAILURES_BEFORE_BACKOFF", 1, 1_000_000))]
+    pub login_ip_failures_before_backoff: u32,
+    /// First back-off in seconds; it doubles with each further failure.
+    #[arg(long, env = "LOGIN_BACKOFF_BASE_SECS", default_value_t = 1, value_parser = parse_range("LOGIN_BACKOFF_BASE_SECS", 1, 86_400))]
+    pub login_backoff_base_secs: u32,
+    /// Longest back-off in seconds.
+    #[arg(long, env = "LOGIN_BACKOFF_MAX_SECS", default_value_t = 900, value_parser = parse_range("LOGIN_BACKOFF_MAX_SECS", 1, 86_400))]
+    pub login_backoff_max_secs: u32,
+    /// Sockets one user may have open at once (all tabs, all instances).
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 32, value_parser = parse_range("MAX_SOCKETS_PER_USER", 1, 100_000))]
+    pub max_sockets_per_user: u32,
+    /// Socket.io handshakes in progress at once from one client address.
+    #[arg(long, env = "MAX_HANDSHAKES_PER_IP", default_value_t = 64, value_parser = parse_range("MAX_HANDSHAKES_PER_IP", 1, 1_000_000))]
+    pub max_handshakes_per_ip: u32,
+    /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
+    #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
+    pub socket_buffer_packets: u32,
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
@@ -187,8 +208,29 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Database timeout.
     pub db_timeout: Duration,
+    /// Login throttling.
+    pub login_throttle: ThrottleConfig,
+    /// Sockets per user.
+    pub max_sockets_per_user: u32,
+    /// Concurrent handshakes per address.
+    pub max_handshakes_per_ip: u32,
+    /// Outgoing packets buffered per socket.
+    pub socket_buffer_packets: u32,
     /// Log format.
     pub log_format: LogFormat,
+}
+
+/// When failed logins are throttled.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleConfig {
+    /// Free failures per username.
+    pub per_user: u32,
+    /// Free failures per client address.
+    pub per_address: u32,
+    /// First back-off.
+    pub base: Duration,
+    /// Longest back-off.
+    pub max: Duration,
 }
 
 impl Settings {
@@ -295,6 +337,15 @@ impl Settings {
             instance_id,
             db_pool_size: self.db_pool_size,
             db_timeout: Duration::from_millis(self.db_timeout_ms.into()),
+            login_throttle: ThrottleConfig {
+                per_user: self.login_failures_before_backoff,
+                per_address: self.login_ip_failures_before_backoff,
+                base: Duration::from_secs(self.login_backoff_base_secs.into()),
+                max: Duration::from_secs(self.login_backoff_max_secs.into()),
+            },
+            max_sockets_per_user: self.max_sockets_per_user,
+            max_handshakes_per_ip: self.max_handshakes_per_ip,
+            socket_buffer_packets: self.socket_buffer_packets,
             log_format: self.log_format,
         })
     }

@@ -34,6 +34,9 @@ pub enum AppError {
     /// Too many requests (429 / `rate_limited`).
     #[error("{0}")]
     RateLimited(String),
+    /// Too many failed logins: retry after this many seconds (429 with `Retry-After`).
+    #[error("Too many login attempts; try again in {0} seconds")]
+    Throttled(u64),
     /// The database is down or too slow; nothing was stored (503 / `unavailable`).
     #[error("storage unavailable")]
     Unavailable(String),
@@ -68,7 +71,7 @@ impl AppError {
             AppError::ContentTooLong(_) => "content_too_long",
             AppError::UnknownReceiver(_) => "unknown_receiver",
             AppError::Unauthorized(_) => "unauthorized",
-            AppError::RateLimited(_) => "rate_limited",
+            AppError::RateLimited(_) | AppError::Throttled(_) => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -104,7 +107,7 @@ impl AppError {
             AppError::UnknownReceiver(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RateLimited(_) | AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,6 +128,12 @@ impl IntoResponse for AppError {
                 "error": status.canonical_reason().unwrap_or("Error"),
             })
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::Throttled(secs) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod presence;
 pub mod socket;
 pub mod store;

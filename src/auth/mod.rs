@@ -2,9 +2,11 @@
 
 pub mod jwt;
 pub mod password;
+mod throttle;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::Path,
     sync::{Arc, RwLock},
 };
@@ -13,9 +15,10 @@ use anyhow::Context;
 use uuid::Uuid;
 
 pub use jwt::JwtKeys;
+use throttle::LoginThrottle;
 
 use crate::{
-    config::Config,
+    config::{Config, ThrottleConfig},
     error::AppError,
     store::{Store, StoreError, User},
 };
@@ -33,6 +36,7 @@ pub struct Accounts {
     /// takes as long whether or not the account exists.
     dummy_hash: String,
     users: RwLock<HashMap<Uuid, User>>,
+    throttle: LoginThrottle,
 }
 
 /// A signed-in user and their token.
@@ -45,7 +49,12 @@ pub struct Session {
 
 impl Accounts {
     /// Builds the service; hashes the timing dummy once.
-    pub async fn new(store: Store, keys: JwtKeys, cost: u32) -> anyhow::Result<Accounts> {
+    pub async fn new(
+        store: Store,
+        keys: JwtKeys,
+        cost: u32,
+        throttle: ThrottleConfig,
+    ) -> anyhow::Result<Accounts> {
         let dummy_hash = password::hash(Uuid::new_v4().to_string(), cost).await?;
         Ok(Accounts {
             store,
@@ -53,6 +62,7 @@ impl Accounts {
             cost,
             dummy_hash,
             users: RwLock::new(HashMap::new()),
+            throttle: LoginThrottle::new(throttle),
         })
     }
 
@@ -69,7 +79,28 @@ impl Accounts {
     }
 
     /// Checks credentials and issues a token. Unknown user and wrong password look the same.
-    pub async fn login(&self, username: &str, password: &str) -> Result<Session, AppError> {
+    /// Repeated failures for a username or from an address are throttled.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Session, AppError> {
+        if let Some(wait) = self.throttle.wait(username, address) {
+            return Err(AppError::Throttled(
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ));
+        }
+        let result = self.check_credentials(username, password).await;
+        match &result {
+            Ok(_) => self.throttle.succeeded(username),
+            Err(AppError::Unauthorized(_)) => self.throttle.failed(username, address),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_credentials(&self, username: &str, password: &str) -> Result<Session, AppError> {
         validate_username(username).map_err(|_| invalid_credentials())?;
         if password.is_empty() || password.len() > 72 {
             return Err(invalid_credentials());

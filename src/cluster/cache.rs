@@ -8,7 +8,7 @@
 //! and refills; a push that fails drops the floor, so a message missing from the set can never be
 //! served as "complete".
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use fred::prelude::{Client, KeysInterface, LuaInterface};
@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::Keys;
-use crate::store::{Message, conversation_key};
+use crate::{
+    metrics::{Metrics, inc},
+    store::{Message, conversation_key},
+};
 
 /// Idle conversations leave the cache after this long.
 const CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -95,12 +98,18 @@ pub struct HistoryCache {
     client: Client,
     keys: Keys,
     size: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl HistoryCache {
     /// A cache of `size` messages per conversation.
-    pub fn new(client: Client, keys: Keys, size: usize) -> HistoryCache {
-        HistoryCache { client, keys, size }
+    pub fn new(client: Client, keys: Keys, size: usize, metrics: Arc<Metrics>) -> HistoryCache {
+        HistoryCache {
+            client,
+            keys,
+            size,
+            metrics,
+        }
     }
 
     fn conv_keys(&self, a: Uuid, b: Uuid) -> Vec<String> {
@@ -141,6 +150,7 @@ impl HistoryCache {
             .await
         {
             tracing::warn!(error = %err, "history cache push failed; invalidating the conversation");
+            inc(&self.metrics.redis_errors);
             // Keep trying until Redis answers: a floor left in place would claim completeness.
             let client = self.client.clone();
             let floor_key = keys[1].clone();

@@ -172,6 +172,26 @@ impl RedisPresence {
         Ok(users)
     }
 
+    /// How many sockets the user has open on all instances.
+    pub async fn socket_count(&self, user_id: Uuid) -> Result<usize, AppError> {
+        let n: Option<i64> = self
+            .client
+            .hget(self.keys.presence_counts(), user_id.to_string())
+            .await
+            .map_err(redis_err)?;
+        Ok(n.unwrap_or(0).max(0) as usize)
+    }
+
+    /// How many users are online on all instances.
+    pub async fn online_count(&self) -> Result<usize, AppError> {
+        let n: i64 = self
+            .client
+            .hlen(self.keys.presence_counts())
+            .await
+            .map_err(redis_err)?;
+        Ok(n.max(0) as usize)
+    }
+
     /// Which of `ids` are online.
     pub async fn online_among(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, AppError> {
         if ids.is_empty() {

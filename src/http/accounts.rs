@@ -1,12 +1,19 @@
 //! `POST /auth/register`, `POST /auth/login`, `GET /api/me`.
 
-use axum::{Json, extract::State, http::StatusCode};
+use std::net::SocketAddr;
+
+use axum::{
+    Json,
+    extract::{ConnectInfo, State},
+    http::StatusCode,
+};
 use serde_json::{Value, json};
 
 use super::body::{CurrentUser, JsonObject};
 use crate::{
     app::AppState,
     error::AppError,
+    metrics::inc,
     wire::{MeView, UserView},
 };
 
@@ -25,12 +32,21 @@ pub async fn register(
 /// Signs in: 201 (NestJS's default for POST) with the token and the user.
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let session = app
+    let result = app
         .accounts
-        .login(body.string("username")?, body.string("password")?)
-        .await?;
+        .login(
+            body.string("username")?,
+            body.string("password")?,
+            Some(peer.ip()),
+        )
+        .await;
+    if let Err(AppError::Throttled(_)) = &result {
+        inc(&app.metrics.logins_throttled);
+    }
+    let session = result?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/instance", get(ops::instance))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(config.max_payload as usize))
         .with_state(state);
     let api = with_web_client(api, &config);

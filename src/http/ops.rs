@@ -1,6 +1,11 @@
 //! `GET /health`, `GET /ready`, `GET /api/instance`.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
@@ -41,6 +46,18 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             })),
         )
     }
+}
+
+/// Prometheus metrics of this instance.
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let online = app.presence.online_count().await.ok();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(online),
+    )
 }
 
 /// Which instance answered, for the web client's indicator.

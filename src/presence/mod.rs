@@ -46,6 +46,22 @@ impl Presence {
         }
     }
 
+    /// How many sockets the user has open (all instances).
+    pub async fn socket_count(&self, user_id: Uuid) -> Result<usize, AppError> {
+        match self {
+            Presence::Local(p) => Ok(p.socket_count(user_id)),
+            Presence::Redis(p) => p.socket_count(user_id).await,
+        }
+    }
+
+    /// How many users are online.
+    pub async fn online_count(&self) -> Result<usize, AppError> {
+        match self {
+            Presence::Local(p) => Ok(p.online_count()),
+            Presence::Redis(p) => p.online_count().await,
+        }
+    }
+
     /// Which of `ids` are online.
     pub async fn online_among(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, AppError> {
         match self {

@@ -1,6 +1,13 @@
 //! Handshake authentication: no handler ever runs for a socket without a valid token.
 
-use std::fmt;
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+};
+
+use axum::extract::ConnectInfo;
 
 use serde_json::Value;
 use socketioxide::{
@@ -10,7 +17,7 @@ use socketioxide::{
 };
 
 use super::SocketUser;
-use crate::{app::AppState, error::AppError};
+use crate::{app::AppState, error::AppError, metrics::inc};
 
 /// Why a handshake was refused; its text is the client's `connect_error` message.
 #[derive(Debug)]
@@ -19,6 +26,9 @@ pub enum HandshakeError {
     Unauthorized,
     /// The database could not confirm the user; the client should retry, not sign out.
     Unavailable,
+    /// The user has `MAX_SOCKETS_PER_USER` sockets open, or the address too many handshakes
+    /// in progress.
+    TooManyConnections,
 }
 
 impl fmt::Display for HandshakeError {
@@ -26,6 +36,7 @@ impl fmt::Display for HandshakeError {
         f.write_str(match self {
             HandshakeError::Unauthorized => "Unauthorized",
             HandshakeError::Unavailable => "Service unavailable",
+            HandshakeError::TooManyConnections => "Too many connections",
         })
     }
 }
@@ -54,13 +65,90 @@ fn find_token<A: Adapter>(s: &SocketRef<A>, auth: Option<&Value>) -> Option<Stri
     None
 }
 
-/// Connect middleware: verifies the token and attaches the user to the socket.
+/// Counts the handshakes in progress per client address.
+pub struct HandshakeGate {
+    max: u32,
+    in_progress: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One handshake in progress; leaves the gate when dropped.
+pub struct GatePass {
+    gate: Arc<HandshakeGate>,
+    ip: IpAddr,
+}
+
+impl HandshakeGate {
+    /// At most `max` handshakes at once per address.
+    pub fn new(max: u32) -> HandshakeGate {
+        HandshakeGate {
+            max,
+            in_progress: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<GatePass> {
+        let mut map = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(GatePass {
+            gate: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for GatePass {
+    fn drop(&mut self) {
+        let mut map = self
+            .gate
+            .in_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Connect middleware: verifies the token and the caps, attaches the user to the socket and
+/// prepares it. Refusals are counted.
 pub async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
     State(app): State<AppState>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), HandshakeError> {
-    let token = find_token(&s, auth.as_ref().ok()).ok_or(HandshakeError::Unauthorized)?;
+    let result = admit(&s, &app, auth.ok()).await;
+    if result.is_err() {
+        inc(&app.metrics.handshakes_refused);
+    }
+    result
+}
+
+async fn admit<A: Adapter>(
+    s: &SocketRef<A>,
+    app: &AppState,
+    auth: Option<Value>,
+) -> Result<(), HandshakeError> {
+    let peer = s
+        .req_parts()
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let _pass = match peer {
+        Some(ip) => Some(
+            app.handshakes
+                .enter(ip)
+                .ok_or(HandshakeError::TooManyConnections)?,
+        ),
+        None => None,
+    };
+    let token = find_token(s, auth.as_ref()).ok_or(HandshakeError::Unauthorized)?;
     let user = match app.accounts.authenticate(&token).await {
         Ok(user) => user,
         Err(AppError::Unauthorized(_)) => {
@@ -73,8 +161,13 @@ pub async fn authenticate<A: Adapter>(
         }
     };
     let config = &app.config;
+    let open = app.presence.socket_count(user.id).await.unwrap_or(0);
+    if open >= config.max_sockets_per_user as usize {
+        tracing::info!(user = %user.id, open, "handshake refused: too many sockets");
+        return Err(HandshakeError::TooManyConnections);
+    }
     let me = SocketUser::new(user, config.rate_limit_burst, config.rate_limit_per_sec);
-    super::prepare(&s, &me);
+    super::prepare(s, &me, &app.metrics);
     s.extensions.insert(me);
     Ok(())
 }

@@ -2,11 +2,15 @@
 //! per event. Handlers are generic over the adapter, so the same code serves the in-process
 //! adapter (single node) and the Redis adapter (cluster).
 
+mod deliver;
 mod handshake;
 mod payload;
 mod ratelimit;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex, atomic::Ordering::Relaxed},
+    time::Instant,
+};
 
 use serde_json::Value;
 use socketioxide::{
@@ -19,10 +23,12 @@ use socketioxide_core::adapter::DefinedAdapter;
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub use self::handshake::HandshakeGate;
 use self::ratelimit::TokenBucket;
 use crate::{
     app::AppState,
     error::AppError,
+    metrics::{Metrics, inc},
     store::User,
     wire::{MessagePage, MessageView, NewMessageEvent, UserView},
 };
@@ -81,8 +87,10 @@ fn span(s: &SocketRef<impl Adapter>, me: &SocketUser) -> tracing::Span {
 /// Joins the user's room and registers the event handlers. Called by the handshake middleware,
 /// before the client is told it is connected: socketioxide runs the connect handler on a task of
 /// its own, and an event that arrived before that task registered its handler would be dropped.
-fn prepare<A: Adapter>(s: &SocketRef<A>, me: &SocketUser) {
-    s.join(user_room(me.user.id));
+fn prepare<A: Adapter>(s: &SocketRef<A>, me: &SocketUser, metrics: &Metrics) {
+    metrics.sockets_connected.fetch_add(1, Relaxed);
+    // The id room lets a cluster broadcast leave out sockets already served (see deliver.rs).
+    s.join([user_room(me.user.id), s.id.to_string()]);
     s.on("user:init", on_user_init::<A>);
     s.on("message:send", on_send::<A>);
     s.on("message:history", on_history::<A>);
@@ -113,7 +121,10 @@ async fn on_connect<A: Adapter>(
                 }
             }
             Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "presence update failed on connect"),
+            Err(err) => {
+                inc(&app.metrics.redis_errors);
+                tracing::warn!(error = %err, "presence update failed on connect");
+            }
         }
     }
     .instrument(span)
@@ -126,6 +137,7 @@ async fn on_disconnect<A: Adapter>(
     State(app): State<AppState>,
     Extension(me): Extension<SocketUser>,
 ) {
+    app.metrics.sockets_connected.fetch_sub(1, Relaxed);
     let mut state = me.presence.lock().await;
     let counted = *state == PresenceState::Counted;
     *state = PresenceState::Closed;
@@ -146,16 +158,26 @@ async fn on_disconnect<A: Adapter>(
         }
         Ok(false) => {}
         Err(err) => {
-            tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect")
+            inc(&app.metrics.redis_errors);
+            tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect");
         }
     }
 }
 
 /// Sends `result` as the ack: the value, or `{"error": {...}}`.
-fn reply<A: Adapter, T: serde::Serialize>(ack: AckSender<A>, result: Result<T, AppError>) {
+fn reply<A: Adapter, T: serde::Serialize>(
+    ack: AckSender<A>,
+    result: Result<T, AppError>,
+    metrics: &Metrics,
+) {
     let sent = match result {
         Ok(value) => ack.send(&value),
-        Err(err) => ack.send(&err.to_ack()),
+        Err(err) => {
+            if matches!(err, AppError::Unavailable(_) | AppError::Internal(_)) {
+                inc(&metrics.database_errors);
+            }
+            ack.send(&err.to_ack())
+        }
     };
     if let Err(err) = sent {
         tracing::debug!(error = %err, "ack not delivered");
@@ -185,7 +207,7 @@ async fn on_user_init<A: Adapter>(
     }
     .instrument(span(&s, &me))
     .await;
-    reply(ack, result);
+    reply(ack, result, &app.metrics);
 }
 
 async fn on_send<A: Adapter>(
@@ -197,9 +219,12 @@ async fn on_send<A: Adapter>(
     TryData(payload): TryData<Value>,
 ) {
     let span = span(&s, &me);
+    let received = Instant::now();
     async move {
+        let metrics = &app.metrics;
         let result = async {
             if !me.take_token() {
+                inc(&metrics.rate_limited);
                 return Err(AppError::RateLimited("Too many messages; slow down".into()));
             }
             let request = payload::send(&require_payload(payload)?)?;
@@ -208,10 +233,11 @@ async fn on_send<A: Adapter>(
         .await;
         let sent = match result {
             Ok(sent) => sent,
-            Err(err) => return reply::<A, ()>(ack, Err(err)),
+            Err(err) => return reply::<A, ()>(ack, Err(err), metrics),
         };
         let view = MessageView::from(&sent.message);
-        reply::<A, _>(ack, Ok(&view));
+        reply::<A, _>(ack, Ok(&view), metrics);
+        metrics.ack_after(received.elapsed());
         if !sent.created {
             // A retry of a stored message: its message:new went out the first time.
             return;
@@ -220,14 +246,11 @@ async fn on_send<A: Adapter>(
             message: view,
             sender_username: me.user.username.clone(),
         };
-        let rooms = vec![
+        let rooms = [
             user_room(sent.message.sender_id),
             user_room(sent.message.receiver_id),
         ];
-        if let Err(err) = io.within(rooms).emit("message:new", &event).await {
-            // The message is stored; receivers recover it with message:sync.
-            tracing::warn!(error = %err, id = %sent.message.id, "message:new broadcast failed");
-        }
+        deliver::message_new(&io, rooms, &event, app.cluster.is_some(), metrics).await;
     }
     .instrument(span)
     .await
@@ -250,7 +273,7 @@ async fn on_history<A: Adapter>(
     }
     .instrument(span(&s, &me))
     .await;
-    reply(ack, result);
+    reply(ack, result, &app.metrics);
 }
 
 async fn on_sync<A: Adapter>(
@@ -267,5 +290,5 @@ async fn on_sync<A: Adapter>(
     }
     .instrument(span(&s, &me))
     .await;
-    reply(ack, result);
+    reply(ack, result, &app.metrics);
 }

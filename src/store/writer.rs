@@ -3,10 +3,13 @@
 //! many messages, so durable acks do not cap throughput; when idle a message is committed alone,
 //! at once.
 
+use std::sync::{Arc, atomic::Ordering::Relaxed};
+
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{Message, NewMessage, Store, StoreError};
+use crate::metrics::Metrics;
 
 /// Largest number of messages in one transaction.
 const MAX_BATCH: usize = 256;
@@ -29,9 +32,9 @@ pub struct MessageWriter {
 
 impl MessageWriter {
     /// Starts the writer task on the current runtime.
-    pub fn spawn(store: Store) -> MessageWriter {
+    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> MessageWriter {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, rx, metrics));
         MessageWriter { jobs }
     }
 
@@ -48,13 +51,16 @@ impl MessageWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        metrics.commit_batch.observe(batch.len() as f64);
         let span = tracing::debug_span!("group_commit", size = batch.len());
         match store.insert_messages(&batch).instrument(span).await {
             Ok(results) => {
+                let created = results.iter().filter(|(_, created)| *created).count();
+                metrics.messages_stored.fetch_add(created as u64, Relaxed);
                 for (job, result) in jobs.drain(..).zip(results) {
                     let _ = job.reply.send(Ok(result));
                 }

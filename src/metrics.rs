@@ -1,0 +1,228 @@
+//! Counters and histograms for `GET /metrics` (Prometheus text format), kept in atomics so the hot
+//! path pays one relaxed increment per event.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+/// A histogram with fixed upper bounds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum of observations, in millionths of the unit.
+    sum_micros: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
+        self.total.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let total = self.total.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Everything `/metrics` reports, besides the presence count it reads at scrape time.
+pub struct Metrics {
+    pub sockets_connected: AtomicI64,
+    pub messages_accepted: AtomicU64,
+    pub messages_stored: AtomicU64,
+    pub messages_delivered: AtomicU64,
+    pub ack_latency: Histogram,
+    pub commit_batch: Histogram,
+    pub redis_errors: AtomicU64,
+    pub database_errors: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub handshakes_refused: AtomicU64,
+    pub logins_throttled: AtomicU64,
+    pub slow_consumers_disconnected: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sockets_connected: AtomicI64::new(0),
+            messages_accepted: AtomicU64::new(0),
+            messages_stored: AtomicU64::new(0),
+            messages_delivered: AtomicU64::new(0),
+            ack_latency: Histogram::new(LATENCY_BOUNDS),
+            commit_batch: Histogram::new(BATCH_BOUNDS),
+            redis_errors: AtomicU64::new(0),
+            database_errors: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            handshakes_refused: AtomicU64::new(0),
+            logins_throttled: AtomicU64::new(0),
+            slow_consumers_disconnected: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+impl Metrics {
+    /// Records the time from receiving a send to its ack.
+    pub fn ack_after(&self, elapsed: Duration) {
+        self.ack_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, users_online: Option<usize>) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        };
+        gauge(
+            &mut out,
+            "nexus_sockets_connected",
+            "Sockets connected to this instance.",
+            self.sockets_connected.load(Relaxed),
+        );
+        if let Some(n) = users_online {
+            gauge(
+                &mut out,
+                "nexus_users_online",
+                "Users online (cluster-wide in cluster mode).",
+                n as i64,
+            );
+        }
+        counter(
+            &mut out,
+            "nexus_messages_accepted_total",
+            "message:send events that passed validation.",
+            &self.messages_accepted,
+        );
+        counter(
+            &mut out,
+            "nexus_messages_stored_total",
+            "Messages committed to the database by this instance.",
+            &self.messages_stored,
+        );
+        counter(
+            &mut out,
+            "nexus_messages_delivered_total",
+            "message:new broadcasts handed to the adapter.",
+            &self.messages_delivered,
+        );
+        self.ack_latency.render(
+            &mut out,
+            "nexus_ack_latency_seconds",
+            "Time from receiving message:send to its ack.",
+        );
+        self.commit_batch.render(
+            &mut out,
+            "nexus_commit_batch_size",
+            "Messages per group-commit transaction.",
+        );
+        counter(
+            &mut out,
+            "nexus_redis_errors_total",
+            "Failed Redis operations (presence, cache, broadcast).",
+            &self.redis_errors,
+        );
+        counter(
+            &mut out,
+            "nexus_database_errors_total",
+            "Database operations that failed or timed out.",
+            &self.database_errors,
+        );
+        counter(
+            &mut out,
+            "nexus_rate_limited_total",
+            "message:send refused by the per-socket rate limit.",
+            &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "nexus_handshakes_refused_total",
+            "Socket.io handshakes refused (token, caps).",
+            &self.handshakes_refused,
+        );
+        counter(
+            &mut out,
+            "nexus_logins_throttled_total",
+            "Logins answered 429 by the throttle.",
+            &self.logins_throttled,
+        );
+        counter(
+            &mut out,
+            "nexus_slow_consumers_disconnected_total",
+            "Sockets disconnected because their outgoing buffer was full.",
+            &self.slow_consumers_disconnected,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.commit_batch.observe(1.0);
+        m.commit_batch.observe(3.0);
+        m.commit_batch.observe(300.0);
+        let text = m.render(Some(2));
+        assert!(
+            text.contains("nexus_commit_batch_size_bucket{le=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nexus_commit_batch_size_bucket{le=\"4\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nexus_commit_batch_size_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("nexus_commit_batch_size_count 3"), "{text}");
+        assert!(text.contains("nexus_users_online 2"), "{text}");
+    }
+}
