@@ -172,6 +172,7 @@ async fn run<A: Adapter>(
     cluster: Option<(RedisPresence, cluster::CancelOnDrop)>,
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
+    let chat = state.chat.clone();
     let app = http::router(state)
         .layer(layer)
         .layer(http::cors(&config))
@@ -188,6 +189,7 @@ async fn run<A: Adapter>(
     })
     .await
     .context("server error")?;
+    chat.drain(Duration::from_secs(10)).await;
     if let Some((presence, leases)) = cluster {
         drop(leases);
         cluster::release(&presence).await;

@@ -160,6 +160,11 @@ impl Chat {
         Ok((page, has_more))
     }
 
+    /// Waits for sends in flight to be committed (bounded), for a graceful shutdown.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        self.writer.drain(limit).await;
+    }
+
     /// The user's conversations, most recent first.
     pub async fn conversations(&self, me: Uuid) -> Result<Vec<(User, Message)>, AppError> {
         Ok(self.store.conversations(me, 500).await?)

@@ -144,3 +144,77 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,80}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::hash_map("[a-zA-Z]{1,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Objects with the real field names and arbitrary values.
+    fn shaped() -> impl Strategy<Value = Value> {
+        let field = prop_oneof![
+            any_json(),
+            Just(json!(Uuid::now_v7().to_string())),
+            (0u64..200).prop_map(Value::from)
+        ];
+        prop::collection::hash_map(
+            prop::sample::select(vec!["receiverId", "content", "clientMsgId", "before", "limit", "after"]),
+            field,
+            0..6,
+        )
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_and_only_accept_what_they_validated(v in prop_oneof![any_json(), shaped()]) {
+            if let Ok(req) = send(&v) {
+                prop_assert_eq!(Some(req.receiver_id.to_string()), v["receiverId"].as_str().map(str::to_owned));
+                prop_assert_eq!(Some(req.content.as_str()), v["content"].as_str());
+                if let Some(id) = &req.client_msg_id {
+                    prop_assert!(!id.is_empty() && id.chars().count() <= MAX_CLIENT_MSG_ID);
+                }
+            }
+            if let Ok(req) = history(&v) {
+                prop_assert!((1..=MAX_PAGE).contains(&req.limit));
+            }
+            if let Ok(req) = sync(&v) {
+                prop_assert!((1..=MAX_PAGE).contains(&req.limit));
+                prop_assert_eq!(Some(req.after.to_string()), v["after"].as_str().map(str::to_owned));
+            }
+        }
+
+        #[test]
+        fn a_valid_send_round_trips(content in ".{1,200}", client in proptest::option::of("[a-zA-Z0-9-]{1,64}")) {
+            let receiver = Uuid::now_v7();
+            let mut v = json!({"receiverId": receiver.to_string(), "content": content.clone()});
+            if let Some(c) = &client {
+                v["clientMsgId"] = json!(c);
+            }
+            let req = send(&v).unwrap();
+            prop_assert_eq!(req.receiver_id, receiver);
+            prop_assert_eq!(req.content, content);
+            prop_assert_eq!(req.client_msg_id, client);
+        }
+    }
+}

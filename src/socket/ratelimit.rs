@@ -60,3 +60,34 @@ mod tests {
         assert!(!bucket.try_take_at(later));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn never_more_than_the_burst_plus_what_the_rate_refilled(
+            burst in 1u32..50,
+            rate in 1u32..50,
+            gaps in prop::collection::vec(0u64..200, 1..300),
+        ) {
+            let mut bucket = TokenBucket::new(burst, rate);
+            let start = bucket.updated;
+            let mut now = start;
+            let mut taken = 0u64;
+            for gap in gaps {
+                now += Duration::from_millis(gap);
+                if bucket.try_take_at(now) {
+                    taken += 1;
+                }
+            }
+            let elapsed = now.duration_since(start).as_secs_f64();
+            prop_assert!(taken as f64 <= f64::from(burst) + elapsed * f64::from(rate) + 1e-6);
+        }
+    }
+}

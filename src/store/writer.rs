@@ -3,7 +3,13 @@
 //! many messages, so durable acks do not cap throughput; when idle a message is committed alone,
 //! at once.
 
-use std::sync::{Arc, atomic::Ordering::Relaxed};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -28,6 +34,8 @@ struct Job {
 #[derive(Clone)]
 pub struct MessageWriter {
     jobs: mpsc::Sender<Job>,
+    /// Writes submitted and not yet answered.
+    pending: Arc<AtomicUsize>,
 }
 
 impl MessageWriter {
@@ -35,19 +43,34 @@ impl MessageWriter {
     pub fn spawn(store: Store, metrics: Arc<Metrics>) -> MessageWriter {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(store, rx, metrics));
-        MessageWriter { jobs }
+        MessageWriter {
+            jobs,
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Stores one message; resolves once its transaction has committed (or failed).
     pub async fn write(&self, message: NewMessage) -> WriteResult {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { message, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into())))
+        self.pending.fetch_add(1, Relaxed);
+        let sent = self.jobs.send(Job { message, reply }).await;
+        let result = match sent {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer has stopped".into()))),
+            Err(_) => Err(StoreError::Unavailable("the writer has stopped".into())),
+        };
+        self.pending.fetch_sub(1, Relaxed);
+        result
+    }
+
+    /// Waits (at most `limit`) until every submitted write has been answered: at shutdown, so
+    /// that sends already received are committed and acked before the process exits.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
