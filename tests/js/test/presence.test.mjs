@@ -62,6 +62,7 @@ forEachMode((mode) => {
   test('a tab that drops its connection without a goodbye still goes offline', withServer({ mode }, async (w) => {
     const watcher = await w.online(randomName('watcher'));
     const alice = await w.online(randomName('alice'));
+    await eventually(async () => (await onlineIds(watcher.socket)).includes(alice.user.id), 'alice is counted online');
     const gone = waitForEvent(watcher.socket, 'user:offline', (id) => id === alice.user.id, 10_000);
     // Cut the TCP connection under the websocket: the server sees no disconnect packet.
     alice.socket.io.engine.transport.ws.terminate();
@@ -73,7 +74,12 @@ forEachMode((mode) => {
     const alice = await w.online(randomName('alice'));
     const bob = await w.online(randomName('bob'));
     const carol = await w.user(randomName('carol'));
-    const dave = await w.online(randomName('dave'));
+    // Dave is seen online before his tab closes (a tab closed before the server counted it is
+    // never announced at all, see the next test).
+    const daveAccount = await w.user(randomName('dave'));
+    const came = waitForEvent(alice.socket, 'user:online', (u) => u.id === daveAccount.user.id);
+    const dave = { ...daveAccount, socket: await w.connect(daveAccount.token) };
+    await came;
     const left = waitForEvent(alice.socket, 'user:offline', (id) => id === dave.user.id);
     dave.socket.close();
     await left;
