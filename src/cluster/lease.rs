@@ -141,12 +141,23 @@ pub fn spawn_lease_tasks<A: Adapter>(
     CancelOnDrop(vec![renewer, sweeper])
 }
 
-/// Releases this instance's lease at shutdown (after its sockets were disconnected).
+/// Gives up this instance's lease at shutdown: it is marked expired, so the next sweep (by any
+/// instance, within a second) subtracts whatever sockets it still counts and announces the users
+/// who are gone. The sweep and the per-socket disconnect scripts are atomic, so a socket is never
+/// counted out twice.
 pub async fn release(presence: &RedisPresence) {
-    use fred::prelude::{KeysInterface, SortedSetsInterface};
     let keys = presence.keys();
-    let _: Result<i64, _> = presence.client().zrem(keys.leases(), keys.instance()).await;
-    let _: Result<i64, _> = presence.client().del(keys.instance_sockets()).await;
+    let expired: Result<i64, _> = presence
+        .client()
+        .eval(
+            RENEW,
+            vec![keys.leases()],
+            vec![keys.instance().to_owned(), "0".to_owned()],
+        )
+        .await;
+    if let Err(err) = expired {
+        tracing::warn!(error = %err, "could not release the presence lease; it will expire");
+    }
 }
 
 /// Aborts the lease tasks when dropped.

@@ -121,13 +121,9 @@ impl RedisPresence {
         ]
     }
 
-    /// Counts a socket in; `true` when the user just came online cluster-wide.
-    pub async fn connect(&self, user: &User) -> Result<bool, AppError> {
+    /// Counts a socket in; returns the user's sockets cluster-wide now (1: just came online).
+    pub async fn connect(&self, user: &User) -> Result<usize, AppError> {
         self.local.connect(user);
-        self.count_in(user).await
-    }
-
-    async fn count_in(&self, user: &User) -> Result<bool, AppError> {
         let n: i64 = self
             .client
             .eval(
@@ -137,7 +133,7 @@ impl RedisPresence {
             )
             .await
             .map_err(redis_err)?;
-        Ok(n == 1)
+        Ok(n.max(0) as usize)
     }
 
     /// Counts a socket out; `true` when the user just went offline cluster-wide.

@@ -20,12 +20,12 @@ impl LocalPresence {
         self.online.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a socket in; `true` for the user's first.
-    pub fn connect(&self, user: &User) -> bool {
+    /// Counts a socket in; returns the user's sockets now (1 for their first).
+    pub fn connect(&self, user: &User) -> usize {
         let mut online = self.lock();
         let entry = online.entry(user.id).or_insert_with(|| (0, user.clone()));
         entry.0 += 1;
-        entry.0 == 1
+        entry.0
     }
 
     /// Counts a socket out; `true` for the user's last.
@@ -92,8 +92,8 @@ mod tests {
     fn a_user_goes_offline_only_when_the_last_tab_closes() {
         let presence = LocalPresence::default();
         let u = user();
-        assert!(presence.connect(&u));
-        assert!(!presence.connect(&u));
+        assert_eq!(presence.connect(&u), 1);
+        assert_eq!(presence.connect(&u), 2);
         assert!(!presence.disconnect(u.id));
         assert_eq!(presence.online_users().len(), 1);
         assert!(presence.disconnect(u.id));

@@ -22,8 +22,9 @@ pub enum Presence {
 }
 
 impl Presence {
-    /// Records a connected socket; `true` when the user just came online.
-    pub async fn connect(&self, user: &User) -> Result<bool, AppError> {
+    /// Records a connected socket; returns the user's socket count after it (1: they just came
+    /// online).
+    pub async fn connect(&self, user: &User) -> Result<usize, AppError> {
         match self {
             Presence::Local(p) => Ok(p.connect(user)),
             Presence::Redis(p) => p.connect(user).await,

@@ -16,7 +16,7 @@ use socketioxide::{
     extract::{SocketRef, State, TryData},
 };
 
-use super::SocketUser;
+use super::{PresenceState, SocketUser};
 use crate::{app::AppState, error::AppError, metrics::inc};
 
 /// Why a handshake was refused; its text is the client's `connect_error` message.
@@ -160,14 +160,34 @@ async fn admit<A: Adapter>(
             return Err(HandshakeError::Unavailable);
         }
     };
+    // Counting the socket in before the client hears it is connected keeps the cap exact under
+    // simultaneous connects, and a disconnect can never overtake its own count.
     let config = &app.config;
-    let open = app.presence.socket_count(user.id).await.unwrap_or(0);
-    if open >= config.max_sockets_per_user as usize {
-        tracing::info!(user = %user.id, open, "handshake refused: too many sockets");
-        return Err(HandshakeError::TooManyConnections);
-    }
-    let me = SocketUser::new(user, config.rate_limit_burst, config.rate_limit_per_sec);
+    let state = match app.presence.connect(&user).await {
+        Ok(sockets) if sockets > config.max_sockets_per_user as usize => {
+            if let Err(err) = app.presence.disconnect(user.id).await {
+                tracing::warn!(error = %err, "could not undo a refused socket's presence");
+            }
+            tracing::info!(user = %user.id, sockets, "handshake refused: too many sockets");
+            return Err(HandshakeError::TooManyConnections);
+        }
+        Ok(sockets) => PresenceState::Counted {
+            announce: sockets == 1,
+        },
+        Err(err) => {
+            inc(&app.metrics.redis_errors);
+            tracing::warn!(error = %err, "presence update failed on connect");
+            PresenceState::Uncounted
+        }
+    };
+    let me = SocketUser::new(
+        user,
+        config.rate_limit_burst,
+        config.rate_limit_per_sec,
+        state,
+    );
     super::prepare(s, &me, &app.metrics);
+    super::watch_handshake(s.clone(), app.clone(), me.clone());
     s.extensions.insert(me);
     Ok(())
 }

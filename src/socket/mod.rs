@@ -45,24 +45,29 @@ pub struct SocketUser {
     /// Who this socket belongs to.
     pub user: User,
     bucket: Arc<Mutex<TokenBucket>>,
-    /// Orders the presence updates of this socket: `Pending` until its connect is counted,
-    /// `Closed` when its disconnect came first (the connect must then not be counted).
+    /// Where this socket is in its presence life; the lock orders the handshake, the connect
+    /// handler, the disconnect handler and the watchdog, which may run in any order.
     presence: Arc<tokio::sync::Mutex<PresenceState>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PresenceState {
-    Pending,
-    Counted,
+    /// Counted by the handshake; `announce` when it was the user's first socket.
+    Counted { announce: bool },
+    /// Presence could not be updated (Redis down): nothing to count out later.
+    Uncounted,
+    /// The connect handler ran; `counted` says whether a disconnect must count it out.
+    Live { counted: bool },
+    /// Counted out (or never counted); nothing more to do.
     Closed,
 }
 
 impl SocketUser {
-    fn new(user: User, burst: u32, per_sec: u32) -> SocketUser {
+    fn new(user: User, burst: u32, per_sec: u32, state: PresenceState) -> SocketUser {
         SocketUser {
             user,
             bucket: Arc::new(Mutex::new(TokenBucket::new(burst, per_sec))),
-            presence: Arc::new(tokio::sync::Mutex::new(PresenceState::Pending)),
+            presence: Arc::new(tokio::sync::Mutex::new(state)),
         }
     }
 
@@ -98,37 +103,75 @@ fn prepare<A: Adapter>(s: &SocketRef<A>, me: &SocketUser, metrics: &Metrics) {
     s.on_disconnect(on_disconnect::<A>);
 }
 
-/// Counts the socket in presence and announces the user when this is their first socket.
+/// Announces the user when the handshake counted their first socket.
 async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
     io: SocketIo<A>,
-    State(app): State<AppState>,
     Extension(me): Extension<SocketUser>,
 ) {
     let span = span(&s, &me);
     async move {
         tracing::debug!(transport = ?s.transport_type(), protocol = ?s.protocol(), "connected");
         let mut state = me.presence.lock().await;
-        if *state != PresenceState::Pending {
-            return;
-        }
-        *state = PresenceState::Counted;
-        match app.presence.connect(&me.user).await {
-            Ok(true) => {
-                tracing::info!(username = %me.user.username, "user online");
-                if let Err(err) = io.emit("user:online", &UserView::new(&me.user, true)).await {
-                    tracing::warn!(error = %err, "could not broadcast user:online");
-                }
+        let announce = match *state {
+            PresenceState::Counted { announce } => {
+                *state = PresenceState::Live { counted: true };
+                announce
             }
-            Ok(false) => {}
-            Err(err) => {
-                inc(&app.metrics.redis_errors);
-                tracing::warn!(error = %err, "presence update failed on connect");
+            PresenceState::Uncounted => {
+                *state = PresenceState::Live { counted: false };
+                false
+            }
+            // Already gone: its disconnect was handled first.
+            PresenceState::Live { .. } | PresenceState::Closed => false,
+        };
+        if announce {
+            tracing::info!(username = %me.user.username, "user online");
+            if let Err(err) = io.emit("user:online", &UserView::new(&me.user, true)).await {
+                tracing::warn!(error = %err, "could not broadcast user:online");
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Counts the socket out, if it still counts; `true` when its user just went offline.
+async fn count_out(app: &AppState, me: &SocketUser) -> bool {
+    let mut state = me.presence.lock().await;
+    let counted = matches!(
+        *state,
+        PresenceState::Counted { .. } | PresenceState::Live { counted: true }
+    );
+    *state = PresenceState::Closed;
+    if !counted {
+        return false;
+    }
+    match app.presence.disconnect(me.user.id).await {
+        Ok(gone) => gone,
+        Err(err) => {
+            inc(&app.metrics.redis_errors);
+            tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect");
+            false
+        }
+    }
+}
+
+/// A socket counted by its handshake whose connection then failed never gets a connect or a
+/// disconnect handler call; this counts it out if it is not connected shortly after.
+fn watch_handshake<A: Adapter>(s: SocketRef<A>, app: AppState, me: SocketUser) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        if s.connected() {
+            return;
+        }
+        let never_connected = matches!(*me.presence.lock().await, PresenceState::Counted { .. });
+        if never_connected {
+            tracing::debug!(sid = %s.id, "handshake never completed; counting the socket out");
+            // The user was never announced online by this socket, so no offline either.
+            count_out(&app, &me).await;
+        }
+    });
 }
 
 async fn on_disconnect<A: Adapter>(
@@ -138,28 +181,15 @@ async fn on_disconnect<A: Adapter>(
     Extension(me): Extension<SocketUser>,
 ) {
     app.metrics.sockets_connected.fetch_sub(1, Relaxed);
-    let mut state = me.presence.lock().await;
-    let counted = *state == PresenceState::Counted;
-    *state = PresenceState::Closed;
-    if !counted {
-        return;
-    }
-    match app.presence.disconnect(me.user.id).await {
-        Ok(true) => {
-            tracing::info!(user = %me.user.id, "user offline");
-            // Not to the closing socket itself: it can no longer receive.
-            let everyone_else = io.except(s.id);
-            if let Err(err) = everyone_else
-                .emit("user:offline", &me.user.id.to_string())
-                .await
-            {
-                tracing::warn!(error = %err, "could not broadcast user:offline");
-            }
-        }
-        Ok(false) => {}
-        Err(err) => {
-            inc(&app.metrics.redis_errors);
-            tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect");
+    if count_out(&app, &me).await {
+        tracing::info!(user = %me.user.id, "user offline");
+        // Not to the closing socket itself: it can no longer receive.
+        let everyone_else = io.except(s.id);
+        if let Err(err) = everyone_else
+            .emit("user:offline", &me.user.id.to_string())
+            .await
+        {
+            tracing::warn!(error = %err, "could not broadcast user:offline");
         }
     }
 }

@@ -68,13 +68,18 @@ pub fn send(payload: &Value) -> Result<SendMessage, AppError> {
     let obj = object(payload)?;
     let receiver_id = required_uuid(obj, "receiverId")?;
     let content = match obj.get("content") {
+        Some(Value::String(s)) if s.contains('\0') => {
+            return Err(invalid("content must not contain NUL characters"));
+        }
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => return Err(invalid("content is required")),
         Some(_) => return Err(invalid("content must be a string")),
     };
     let client_msg_id = match obj.get("clientMsgId") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID => {
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID && !s.contains('\0') =>
+        {
             Some(s.clone())
         }
         Some(_) => {
@@ -130,6 +135,8 @@ mod tests {
             json!({"receiverId": id}),
             json!({"receiverId": id, "content": "x", "clientMsgId": "a".repeat(65)}),
             json!({"receiverId": id, "content": "x", "clientMsgId": 7}),
+            json!({"receiverId": id, "content": "nul\u{0}byte"}),
+            json!({"receiverId": id, "content": "x", "clientMsgId": "a\u{0}"}),
         ] {
             assert!(matches!(send(&bad), Err(AppError::Invalid(_))), "{bad}");
         }
@@ -158,7 +165,8 @@ mod properties {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             ".{0,80}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
@@ -178,7 +186,14 @@ mod properties {
             (0u64..200).prop_map(Value::from)
         ];
         prop::collection::hash_map(
-            prop::sample::select(vec!["receiverId", "content", "clientMsgId", "before", "limit", "after"]),
+            prop::sample::select(vec![
+                "receiverId",
+                "content",
+                "clientMsgId",
+                "before",
+                "limit",
+                "after",
+            ]),
             field,
             0..6,
         )
