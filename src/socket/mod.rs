@@ -136,19 +136,22 @@ async fn on_connect<A: Adapter>(
     .await
 }
 
-/// Counts the socket out, if it still counts; `true` when its user just went offline.
+/// Counts the socket out, if it still counts; `true` when its user just went offline and had
+/// been announced online (a first socket that closes before its connect handler ran was never
+/// announced, so its user leaves silently: observers see online/offline in pairs).
 async fn count_out(app: &AppState, me: &SocketUser) -> bool {
     let mut state = me.presence.lock().await;
-    let counted = matches!(
-        *state,
-        PresenceState::Counted { .. } | PresenceState::Live { counted: true }
-    );
+    let (counted, announced) = match *state {
+        PresenceState::Counted { announce } => (true, !announce),
+        PresenceState::Live { counted } => (counted, true),
+        PresenceState::Uncounted | PresenceState::Closed => (false, false),
+    };
     *state = PresenceState::Closed;
     if !counted {
         return false;
     }
     match app.presence.disconnect(me.user.id).await {
-        Ok(gone) => gone,
+        Ok(gone) => gone && announced,
         Err(err) => {
             inc(&app.metrics.redis_errors);
             tracing::warn!(error = %err, user = %me.user.id, "presence update failed on disconnect");

@@ -331,7 +331,7 @@ export async function startCluster(n, { env = {} } = {}) {
   const nodes = [];
   const cleanup = async () => {
     await dropTestDatabase(db.name).catch(() => {});
-    await deleteRedisKeys(redisPrefix).catch(() => {});
+    await deleteDeploymentKeys(redisPrefix).catch(() => {});
   };
   try {
     // Sequential start: the first instance runs the migrations, the others find them done.
@@ -650,3 +650,104 @@ export function withCluster(n, opts, body) {
 }
 
 export { randomUUID };
+
+// ---------------------------------------------------------------------------------------------
+// Fault, soak and fuzz helpers
+
+/**
+ * Like startCluster, on a PostgreSQL database the caller owns (e.g. a throwaway PostgreSQL
+ * cluster): `databaseUrl` is used as is and never dropped; the Redis prefix's keys are deleted.
+ */
+export async function startClusterOn(n, { databaseUrl, env = {} } = {}) {
+  if (!databaseUrl) throw new Error('startClusterOn needs a databaseUrl');
+  const redisPrefix = `nexus_test_${randomBytes(6).toString('hex')}`;
+  const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
+  const sharedEnv = { REDIS_URL, REDIS_PREFIX: redisPrefix, JWT_SECRET: jwtSecret, ...env };
+  const nodes = [];
+  const cleanup = () => deleteDeploymentKeys(redisPrefix).catch(() => {});
+  try {
+    for (let i = 0; i < n; i++) {
+      nodes.push(
+        await startServer({
+          mode: 'postgres',
+          databaseUrl,
+          label: `node${i}`,
+          env: { ...sharedEnv, INSTANCE_ID: `${redisPrefix}-node${i}` },
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((s) => s.stop()));
+    await cleanup();
+    throw err;
+  }
+  return {
+    nodes,
+    urls: nodes.map((s) => s.url),
+    jwtSecret,
+    redisPrefix,
+    log: () => nodes.map((s, i) => `----- node${i} (${s.url}) -----\n${s.log()}`).join('\n'),
+    async stop() {
+      await Promise.all(nodes.map((s) => s.stop()));
+      await cleanup();
+    },
+  };
+}
+
+/**
+ * Resident memory and open file descriptors of a process (a server from startServer, or a pid),
+ * from /proc: `{rssBytes, fds}`; null when the process is gone.
+ */
+export async function processStats(serverOrPid) {
+  const pid = typeof serverOrPid === 'number' ? serverOrPid : serverOrPid.proc.pid;
+  const { readFile, readdir } = await import('node:fs/promises');
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? NaN);
+    const fds = (await readdir(`/proc/${pid}/fd`)).length;
+    return { rssBytes: kb * 1024, fds };
+  } catch {
+    return null;
+  }
+}
+
+// A deployment's keys are `<prefix>:…` plus the hash-tagged presence keys `{<prefix>:presence}:…`
+// (which deleteRedisKeys(prefix) does not match).
+const redisPatterns = (prefix) => [`${prefix}*`, `{${prefix}:*`];
+
+async function scanKeys(pattern) {
+  const all = [];
+  let cursor = '0';
+  do {
+    const [nextCursor, keys] = await redisCommand('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000);
+    all.push(...keys);
+    cursor = nextCursor;
+  } while (cursor !== '0');
+  return all;
+}
+
+/** How many Redis keys a deployment with `prefix` holds, presence keys included (SCAN). */
+export async function countRedisKeys(prefix) {
+  let n = 0;
+  for (const pattern of redisPatterns(prefix)) n += (await scanKeys(pattern)).length;
+  return n;
+}
+
+/** Deletes every key of a deployment with `prefix`, the `{prefix:presence}` keys included. */
+export async function deleteDeploymentKeys(prefix) {
+  for (const pattern of redisPatterns(prefix)) {
+    const keys = await scanKeys(pattern);
+    for (let i = 0; i < keys.length; i += 500) await redisCommand('UNLINK', ...keys.slice(i, i + 500));
+  }
+}
+
+/** Parses Prometheus text exposition into `Map<sample name with labels, number>`. */
+export function parsePrometheus(text) {
+  const samples = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
+    if (m) samples.set(m[1], Number(m[2]));
+  }
+  return samples;
+}

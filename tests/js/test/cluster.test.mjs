@@ -125,6 +125,28 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     assert.deepEqual(await collectHistory(back, bob.user.id), history);
   }));
 
+  test('a gracefully stopped instance hands its users over: they go offline unless connected elsewhere', withCluster(3, { env: { ...ROOMY.env, PRESENCE_TTL_SECS: '6' } }, async (w, cluster) => {
+    const [n0, n1, n2] = cluster.urls;
+    const alice = await w.online(randomName('alice'), { url: n1 });
+    const carol = await w.online(randomName('carol'), { url: n1 });
+    carol.sockets.push(await w.connect(carol.token, {}, n2));
+    const bob = await w.online(randomName('bob'), { url: n0 });
+    await eventually(async () => {
+      const ids = await onlineIds(bob.socket);
+      return [alice, carol].every((u) => ids.includes(u.user.id));
+    }, 'bob sees alice and carol online');
+    const offlines = recordEvents(bob.socket, 'user:offline');
+
+    await cluster.nodes[1].stop(); // SIGTERM, as in a rolling restart
+    await eventually(() => offlines.includes(alice.user.id), 'bob hears alice go offline', 15_000);
+    await sleep(QUIET_MS);
+    const ids = await onlineIds(bob.socket);
+    assert.ok(!ids.includes(alice.user.id), 'user:init no longer lists alice');
+    assert.ok(ids.includes(carol.user.id), 'carol, still connected to another instance, stays online');
+    assert.equal(count(offlines, carol.user.id), 0, 'no user:offline for carol');
+    assert.equal(count(offlines, alice.user.id), 1, 'one user:offline for alice');
+  }));
+
   test('20 users exchanging 1,000 messages across three instances get each exactly once on every socket', withCluster(3, ROOMY, async (w, cluster) => {
     const users = [];
     for (let i = 0; i < 20; i++) {
