@@ -2,8 +2,8 @@
 # The whole test suite, the one command CI runs (.ci/run) and the README names:
 #   formatting and lints, Rust unit + integration tests (both storage backends), the Socket.io
 #   client suites (socket.io-client 4.x and 2.x, python-socketio) on SQLite, PostgreSQL and a
-#   Redis cluster, the web client's lint/unit/build, its browser end-to-end tests, the launcher
-#   test and a smoke run of the benchmarks.
+#   Redis cluster (with fault, security and fuzz tests), a 60-second soak, the web client's
+#   lint/unit/build, its browser end-to-end tests, the launcher test and a benchmark smoke run.
 # It uses the PostgreSQL and Redis already running (TEST_DATABASE_URL, TEST_REDIS_URL) or starts
 # throwaway ones. Every test creates its own database and Redis prefix, so runs can overlap.
 # Skip parts while iterating with SKIP_LINT=1, SKIP_JS=1, SKIP_WEB=1, SKIP_E2E=1, SKIP_BENCH=1.
@@ -86,6 +86,9 @@ if [[ -z "${SKIP_JS:-}" ]]; then
   step "Socket.io client suites (socket.io-client 4.x/2.x; SQLite, PostgreSQL, 3-node cluster)"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
   (cd tests/js && TEST_CLUSTER=1 npm test)
+
+  step "60-second churn soak on a 3-node cluster (RSS, fds and Redis keys stay flat)"
+  (cd tests/js && npm run soak)
 
   step "python-socketio client"
   VENV="${NEXUS_CACHE_DIR:-$HOME/.cache/nexus-chat}/venv"
