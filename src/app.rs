@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::middleware;
+use axum::{middleware, serve::ListenerExt};
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
 use socketioxide_redis::FredAdapter;
 use tokio::net::TcpListener;
@@ -178,6 +178,13 @@ async fn run<A: Adapter>(
         .layer(http::cors(&config))
         .layer(middleware::from_fn(http::preflight_no_content));
     let io_for_shutdown = io.clone();
+    // No Nagle: a small frame (an ack, a message:new) must leave at once, not wait for the
+    // peer's delayed ACK (up to 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

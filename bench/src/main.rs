@@ -19,7 +19,10 @@ use clap::{Args, Parser, Subcommand};
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "nexus-bench", about = "Socket.io load generator for Nexus Chat")]
+#[command(
+    name = "nexus-bench",
+    about = "Socket.io load generator for Nexus Chat"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +44,20 @@ enum Command {
     History(scenario::history::Args),
     /// Writes the Markdown report and SVG plots from a results file.
     Report(report::Args),
+    /// Prints N free TCP ports on 127.0.0.1, one per line (for the runner script).
+    FreePorts {
+        /// How many.
+        count: usize,
+    },
+    /// Waits until `GET /ready` answers 200 on every URL.
+    WaitReady {
+        /// Server base URLs (comma separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        urls: Vec<String>,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -88,10 +105,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Users(a) => {
             let endpoints = context::endpoints(&a.urls)?;
-            let prefix = a.prefix.unwrap_or_else(|| {
-                format!("b{:06x}_", rand::random::<u32>() & 0xff_ffff)
-            });
-            let users = users::create(&endpoints, a.count, &prefix, &a.password, a.concurrency).await?;
+            let prefix = a
+                .prefix
+                .unwrap_or_else(|| format!("b{:06x}_", rand::random::<u32>() & 0xff_ffff));
+            let users =
+                users::create(&endpoints, a.count, &prefix, &a.password, a.concurrency).await?;
             users::save(&a.out, &users)
         }
         Command::Connections(a) => scenario::connections::run(a).await,
@@ -100,5 +118,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Storm(a) => scenario::storm::run(a).await,
         Command::History(a) => scenario::history::run(a).await,
         Command::Report(a) => report::run(a),
+        Command::FreePorts { count } => {
+            // Hold every listener until all are chosen so the ports are distinct.
+            let listeners: Vec<std::net::TcpListener> = (0..count)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<_, _>>()?;
+            for l in &listeners {
+                println!("{}", l.local_addr()?.port());
+            }
+            Ok(())
+        }
+        Command::WaitReady { urls, timeout } => wait_ready(&urls, timeout).await,
     }
+}
+
+async fn wait_ready(urls: &[String], timeout: f64) -> anyhow::Result<()> {
+    let endpoints = context::endpoints(urls)?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
+    for ep in &endpoints {
+        loop {
+            let ok = client
+                .get(format!("{}/ready", ep.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!("{} not ready after {timeout} s", ep.base);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }

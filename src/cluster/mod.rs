@@ -73,6 +73,10 @@ impl Cluster {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(3);
+                // fred hands pub/sub messages to the adapter through a broadcast channel that
+                // drops what a busy receiver has not read yet; its default of 32 lost
+                // cross-instance messages under load.
+                p.broadcast_channel_capacity = 65_536;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let client = builder

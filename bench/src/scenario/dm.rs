@@ -1,0 +1,686 @@
+//! `dm` and `ramp`: users exchange direct messages at a fixed open-loop rate, sender and
+//! receiver on different instances. Each message carries its intended send time (µs on the
+//! process clock) in its content, so delivery latency is measured at the receiver from the time
+//! the message *should* have left — a slow generator or server shows up as latency, never as a
+//! lower offered rate (no coordinated omission).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    context::{Common, ConnectStats, Ctx, connect_many},
+    sio::{self, Packet, Ws},
+    stats,
+};
+
+/// Options of `dm`.
+#[derive(Debug, clap::Args)]
+pub struct DmArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    shape: Shape,
+    /// Messages per second, all senders together.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds sent at the same rate before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+}
+
+/// Options of `ramp`.
+#[derive(Debug, clap::Args)]
+pub struct RampArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    shape: Shape,
+    /// First rate, messages per second.
+    #[arg(long, default_value_t = 500.0)]
+    start: f64,
+    /// Each step multiplies the rate by this.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// Highest rate tried.
+    #[arg(long, default_value_t = 100_000.0)]
+    max: f64,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 5.0)]
+    step_secs: f64,
+    /// A failed step is run again this many times (0 or 1) before it counts as failed.
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
+    /// When the first step fails, rates are halved down to this one.
+    #[arg(long, default_value_t = 25.0)]
+    min_rate: f64,
+    /// A step passes while p99 delivery stays at or below this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    p99_bound_ms: f64,
+}
+
+/// What both share.
+#[derive(Debug, Clone, clap::Args)]
+struct Shape {
+    /// Users (one socket each); user i sends to user i+1, which is on the next instance.
+    #[arg(long, default_value_t = 100)]
+    senders: usize,
+    /// Bytes of padding in each message's content (after the stamp).
+    #[arg(long, default_value_t = 64)]
+    content_bytes: usize,
+    /// Seconds to wait after the last send for outstanding acks and deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+}
+
+/// One message's fate. Index = slot number, which is also embedded in the content.
+#[derive(Default)]
+struct Slot {
+    sender: AtomicU32,
+    receiver: AtomicU32,
+    intended_us: AtomicU64,
+    phase: AtomicU32,
+    /// 0: no ack yet, 1: stored, 2: error ack.
+    acked: AtomicU8,
+    /// Deliveries to the receiver's socket.
+    delivered: AtomicU8,
+    /// Copies delivered to the sender's own socket.
+    echoed: AtomicU8,
+}
+
+/// Phase number of warm-up messages: tracked for loss, never recorded in histograms.
+const WARMUP: u32 = u32::MAX;
+
+#[derive(Default)]
+struct PhaseData {
+    ack: Option<Histogram<u64>>,
+    delivery: Option<Histogram<u64>>,
+    last_delivery_us: u64,
+    first_error: Option<String>,
+}
+
+/// Shared by the scheduler and every socket task.
+struct Tracker {
+    slots: Vec<Slot>,
+    next: AtomicU64,
+    phases: Vec<Mutex<PhaseData>>,
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    /// Socket tasks that ended before the stop signal (server closed or socket failed).
+    closed: AtomicU64,
+}
+
+impl Tracker {
+    fn new(capacity: usize, phases: usize) -> Tracker {
+        Tracker {
+            slots: (0..capacity).map(|_| Slot::default()).collect(),
+            next: AtomicU64::new(0),
+            phases: (0..phases)
+                .map(|_| Mutex::new(PhaseData::default()))
+                .collect(),
+            delivered: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        }
+    }
+
+    fn phase(&self, p: u32) -> Option<&Mutex<PhaseData>> {
+        self.phases.get(p as usize)
+    }
+}
+
+/// Commands to a socket task: send the message of this slot.
+type Cmd = u32;
+
+struct SocketCtx {
+    idx: u32,
+    tracker: Arc<Tracker>,
+    peer_ids: Arc<Vec<String>>,
+    padding: Arc<str>,
+    run_tag: Arc<str>,
+}
+
+async fn socket_task(
+    ws: Ws,
+    sc: SocketCtx,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    stop: watch::Receiver<bool>,
+) {
+    let tracker = sc.tracker.clone();
+    let stopped = stop.clone();
+    socket_loop(ws, sc, cmds, stop).await;
+    if !*stopped.borrow() {
+        tracker.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn socket_loop(
+    mut ws: Ws,
+    sc: SocketCtx,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pending: HashMap<u64, u32> = HashMap::new();
+    let mut next_ack: u64 = 1;
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            n = cmds.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    break;
+                }
+                for slot in batch.drain(..) {
+                    let s = &sc.tracker.slots[slot as usize];
+                    let receiver = &sc.peer_ids[s.receiver.load(Ordering::Relaxed) as usize];
+                    let json = format!(
+                        "{{\"receiverId\":\"{receiver}\",\"content\":\"bench {slot} {} {}\",\"clientMsgId\":\"{}-{slot}\"}}",
+                        s.intended_us.load(Ordering::Relaxed),
+                        sc.padding,
+                        sc.run_tag
+                    );
+                    pending.insert(next_ack, slot);
+                    if ws.feed(sio::emit_with_ack(next_ack, "message:send", &json)).await.is_err() {
+                        return;
+                    }
+                    next_ack += 1;
+                }
+                if ws.flush().await.is_err() {
+                    return;
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if !on_frame(&mut ws, &sc, &mut pending, t.as_str()).await {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Handles one incoming frame; false when the socket is unusable.
+async fn on_frame(
+    ws: &mut Ws,
+    sc: &SocketCtx,
+    pending: &mut HashMap<u64, u32>,
+    text: &str,
+) -> bool {
+    let now = sio::now_us();
+    match sio::parse(text) {
+        Packet::Ping => return ws.send(sio::pong()).await.is_ok(),
+        Packet::Ack(id, body) => {
+            let Some(slot) = pending.remove(&id) else {
+                return true;
+            };
+            let s = &sc.tracker.slots[slot as usize];
+            let failed = body.starts_with("[{\"error\"");
+            s.acked.store(if failed { 2 } else { 1 }, Ordering::Relaxed);
+            sc.tracker.acked.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = sc.tracker.phase(s.phase.load(Ordering::Relaxed)) {
+                let mut p = p.lock().unwrap();
+                if failed {
+                    p.first_error
+                        .get_or_insert_with(|| body.chars().take(200).collect());
+                } else {
+                    let lat = now.saturating_sub(s.intended_us.load(Ordering::Relaxed));
+                    stats::record(p.ack.get_or_insert_with(stats::new_hist), lat);
+                }
+            }
+        }
+        Packet::Event(body) => {
+            if sio::event_name(body) != Some("message:new") {
+                return true;
+            }
+            let Some(slot) = stamp_slot(body) else {
+                return true;
+            };
+            let Some(s) = sc.tracker.slots.get(slot as usize) else {
+                return true;
+            };
+            if s.receiver.load(Ordering::Relaxed) == sc.idx {
+                if s.delivered.fetch_add(1, Ordering::Relaxed) == 0 {
+                    sc.tracker.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(p) = sc.tracker.phase(s.phase.load(Ordering::Relaxed)) {
+                        let mut p = p.lock().unwrap();
+                        let lat = now.saturating_sub(s.intended_us.load(Ordering::Relaxed));
+                        stats::record(p.delivery.get_or_insert_with(stats::new_hist), lat);
+                        p.last_delivery_us = p.last_delivery_us.max(now);
+                    }
+                }
+            } else if s.sender.load(Ordering::Relaxed) == sc.idx {
+                s.echoed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Packet::Close | Packet::Disconnect => return false,
+        _ => {}
+    }
+    true
+}
+
+/// The slot number from a `message:new` body whose content is `bench <slot> <stamp> ...`.
+fn stamp_slot(body: &str) -> Option<u32> {
+    let at = body.find("\"bench ")? + 7;
+    let digits = &body[at..];
+    let end = digits.find(' ')?;
+    digits[..end].parse().ok()
+}
+
+/// The connected senders and their command channels.
+struct Fleet {
+    txs: Vec<mpsc::UnboundedSender<Cmd>>,
+    tracker: Arc<Tracker>,
+    stop: watch::Sender<bool>,
+    connect: Arc<ConnectStats>,
+}
+
+async fn start_fleet(
+    ctx: &Ctx,
+    shape: &Shape,
+    capacity: usize,
+    phases: usize,
+) -> anyhow::Result<Fleet> {
+    let n = shape.senders.max(2);
+    if ctx.users.len() < n {
+        anyhow::bail!("need {n} users in the pool, have {}", ctx.users.len());
+    }
+    let tracker = Arc::new(Tracker::new(capacity, phases));
+    let connect = Arc::new(ConnectStats::default());
+    let sockets = connect_many(ctx, n, 64, connect.clone()).await;
+    if connect.failed() > 0 {
+        anyhow::bail!(
+            "{} of {n} sockets failed to connect: {:?}",
+            connect.failed(),
+            connect.failures.lock().unwrap()
+        );
+    }
+    let peer_ids: Arc<Vec<String>> =
+        Arc::new(ctx.users[..n].iter().map(|u| u.id.clone()).collect());
+    let padding: Arc<str> = "x".repeat(shape.content_bytes).into();
+    let run_tag: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut txs = Vec::with_capacity(n);
+    for (i, ws) in sockets.into_iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sc = SocketCtx {
+            idx: i as u32,
+            tracker: tracker.clone(),
+            peer_ids: peer_ids.clone(),
+            padding: padding.clone(),
+            run_tag: run_tag.clone(),
+        };
+        tokio::spawn(socket_task(
+            ws.expect("all connected"),
+            sc,
+            rx,
+            stop_rx.clone(),
+        ));
+        txs.push(tx);
+    }
+    Ok(Fleet {
+        txs,
+        tracker,
+        stop,
+        connect,
+    })
+}
+
+impl Fleet {
+    /// Offers `rate` messages per second for `secs`, stamping each with its intended time.
+    async fn offer(&self, rate: f64, secs: f64, phase: u32) -> (u64, u64) {
+        let n = self.txs.len() as u64;
+        let total = (rate * secs).round() as u64;
+        let start = sio::now_us() + 1000;
+        let mut k = 0u64;
+        let first_slot = self.tracker.next.load(Ordering::Relaxed);
+        while k < total {
+            let now = sio::now_us();
+            let due = if now < start {
+                0
+            } else {
+                (((now - start) as f64 * rate / 1e6) as u64 + 1).min(total)
+            };
+            while k < due {
+                let slot = self.tracker.next.fetch_add(1, Ordering::Relaxed);
+                if slot as usize >= self.tracker.slots.len() {
+                    return (first_slot, slot);
+                }
+                let sender = slot % n;
+                let receiver = (sender + 1) % n;
+                let s = &self.tracker.slots[slot as usize];
+                s.sender.store(sender as u32, Ordering::Relaxed);
+                s.receiver.store(receiver as u32, Ordering::Relaxed);
+                s.intended_us
+                    .store(start + (k as f64 * 1e6 / rate) as u64, Ordering::Relaxed);
+                s.phase.store(phase, Ordering::Relaxed);
+                let _ = self.txs[sender as usize].send(slot as u32);
+                k += 1;
+            }
+            if k < total {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        (first_slot, self.tracker.next.load(Ordering::Relaxed))
+    }
+
+    /// Waits until every slot so far is acked and delivered, or `drain` seconds pass.
+    async fn drain(&self, drain: f64) {
+        let deadline = sio::now_us() + (drain * 1e6) as u64;
+        let total = self.tracker.next.load(Ordering::Relaxed);
+        while sio::now_us() < deadline {
+            let acked = self.tracker.acked.load(Ordering::Relaxed);
+            let delivered = self.tracker.delivered.load(Ordering::Relaxed);
+            if acked >= total && delivered >= total {
+                // A few more ms for duplicates to show up.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Counts and histograms of slots `from..to` in `phase`.
+    fn phase_result(&self, phase: u32, from: u64, to: u64, started_us: u64) -> Value {
+        let (
+            mut sent,
+            mut acked,
+            mut errors,
+            mut delivered,
+            mut lost,
+            mut unacked,
+            mut dups,
+            mut echoes,
+        ) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut undelivered_unacked = 0u64;
+        let mut lost_samples = Vec::new();
+        for (i, s) in self.tracker.slots[from as usize..to as usize]
+            .iter()
+            .enumerate()
+        {
+            if s.phase.load(Ordering::Relaxed) != phase {
+                continue;
+            }
+            sent += 1;
+            let a = s.acked.load(Ordering::Relaxed);
+            let d = s.delivered.load(Ordering::Relaxed);
+            match a {
+                1 => acked += 1,
+                2 => errors += 1,
+                _ => unacked += 1,
+            }
+            if d > 0 {
+                delivered += 1;
+            }
+            if d > 1 {
+                dups += 1;
+            }
+            if a == 1 && d == 0 {
+                lost += 1;
+                if lost_samples.len() < 10 {
+                    lost_samples.push(json!({
+                        "slot": from as usize + i,
+                        "sender": s.sender.load(Ordering::Relaxed),
+                        "receiver": s.receiver.load(Ordering::Relaxed),
+                        "echoed_to_sender": s.echoed.load(Ordering::Relaxed),
+                        "intended_us": s.intended_us.load(Ordering::Relaxed),
+                    }));
+                }
+            }
+            if a == 0 && d == 0 {
+                undelivered_unacked += 1;
+            }
+            echoes += u64::from(s.echoed.load(Ordering::Relaxed));
+        }
+        let p = self.tracker.phase(phase).map(|p| p.lock().unwrap());
+        let (ack, delivery, last, first_error) = match &p {
+            Some(p) => (
+                p.ack.clone(),
+                p.delivery.clone(),
+                p.last_delivery_us,
+                p.first_error.clone(),
+            ),
+            None => (None, None, 0, None),
+        };
+        let span = last.saturating_sub(started_us).max(1) as f64 / 1e6;
+        json!({
+            "sent": sent,
+            "acked": acked,
+            "ack_errors": errors,
+            "first_error": first_error,
+            "unacked": unacked,
+            "delivered": delivered,
+            "lost": lost + undelivered_unacked,
+            "lost_after_ack": lost,
+            "duplicated": dups,
+            "lost_samples": lost_samples,
+            "sockets_closed": self.tracker.closed.load(Ordering::Relaxed),
+            "sender_echoes": echoes,
+            "delivered_per_sec": (delivered as f64 / span).round(),
+            "ack_ms": ack.as_ref().map(stats::summary).unwrap_or(json!({"count": 0})),
+            "delivery_ms": delivery.as_ref().map(stats::summary).unwrap_or(json!({"count": 0})),
+            "delivery_cdf": delivery.as_ref().map(stats::cdf).unwrap_or(json!([])),
+        })
+    }
+}
+
+/// Runs `dm`.
+pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.common)?;
+    let capacity = (a.rate * (a.duration + a.warmup) * 1.05) as usize + 1000;
+    let fleet = start_fleet(&ctx, &a.shape, capacity, 1).await?;
+    ctx.wait_for_quiet_servers().await;
+    fleet.offer(a.rate, a.warmup, WARMUP).await;
+    let before = ctx.sample();
+    let started = sio::now_us();
+    let (from, to) = fleet.offer(a.rate, a.duration, 0).await;
+    fleet.drain(a.shape.drain).await;
+    let after = ctx.sample();
+    let mut r = fleet.phase_result(0, from, to, started);
+    let acked = r["acked"].as_u64().unwrap_or(0);
+    let cpu = after.cpu_secs - before.cpu_secs;
+    let lost_all = count_lost(&fleet.tracker, 0, to);
+    let obj = r.as_object_mut().expect("object");
+    obj.insert(
+        "params".into(),
+        json!({
+            "rate": a.rate, "duration": a.duration, "warmup": a.warmup, "senders": fleet.txs.len(),
+            "content_bytes": a.shape.content_bytes,
+        }),
+    );
+    obj.insert("cpu_secs".into(), json!(cpu));
+    obj.insert(
+        "cpu_secs_per_1k".into(),
+        json!(if acked > 0 {
+            cpu / (acked as f64 / 1000.0)
+        } else {
+            0.0
+        }),
+    );
+    obj.insert("lost_including_warmup".into(), json!(lost_all));
+    obj.insert("connect".into(), fleet.connect.to_json());
+    obj.insert("rss_after_bytes".into(), json!(after.rss_bytes));
+    eprintln!(
+        "[{}] dm {} msg/s x {} s: sent {} acked {} delivered {} lost {} dup {}; delivery p50 {} p99 {} p99.9 {} max {} ms; ack p99 {} ms; CPU {:.3} s/1k msgs",
+        ctx.side,
+        a.rate,
+        a.duration,
+        r["sent"],
+        r["acked"],
+        r["delivered"],
+        r["lost"],
+        r["duplicated"],
+        r["delivery_ms"]["p50"],
+        r["delivery_ms"]["p99"],
+        r["delivery_ms"]["p999"],
+        r["delivery_ms"]["max"],
+        r["ack_ms"]["p99"],
+        r["cpu_secs_per_1k"].as_f64().unwrap_or(0.0)
+    );
+    ctx.emit("dm", r)?;
+    let _ = fleet.stop.send(true);
+    Ok(())
+}
+
+fn count_lost(t: &Tracker, from: u64, to: u64) -> u64 {
+    t.slots[from as usize..to as usize]
+        .iter()
+        .filter(|s| {
+            s.acked.load(Ordering::Relaxed) != 2 && s.delivered.load(Ordering::Relaxed) == 0
+        })
+        .count() as u64
+}
+
+/// Runs `ramp`.
+pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.common)?;
+    let mut rates = Vec::new();
+    let mut r = a.start;
+    while r <= a.max * 1.0001 {
+        rates.push(r.round());
+        r *= a.factor.max(1.01);
+    }
+    // Rates below the start are only tried (halving) when the first step fails.
+    let capacity = rates
+        .iter()
+        .map(|r| (r * a.step_secs * 1.05) as usize + 100)
+        .sum::<usize>()
+        * 2
+        + (a.start * a.step_secs * 2.1) as usize
+        + 1000;
+    let max_phases = 2 * rates.len() + 16;
+    let fleet = start_fleet(&ctx, &a.shape, capacity, max_phases).await?;
+    let mut steps = Vec::new();
+    let mut best: Option<f64> = None;
+    let mut stopped_by = String::from("max rate reached");
+    let mut next = 0usize;
+    let mut rate = a.start.round();
+    let mut probing_down = false;
+    let mut retried: Option<f64> = None;
+    for i in 0..max_phases {
+        ctx.wait_for_quiet_servers().await;
+        let before = ctx.sample();
+        let started = sio::now_us();
+        let (from, to) = fleet.offer(rate, a.step_secs, i as u32).await;
+        fleet.drain(a.shape.drain).await;
+        let after = ctx.sample();
+        let mut step = fleet.phase_result(i as u32, from, to, started);
+        let p99 = stats::pick(&step["delivery_ms"], "p99").unwrap_or(f64::INFINITY);
+        let lost = step["lost"].as_u64().unwrap_or(0);
+        let errors = step["ack_errors"].as_u64().unwrap_or(0);
+        let acked = step["acked"].as_u64().unwrap_or(0);
+        let cpu = after.cpu_secs - before.cpu_secs;
+        let pass = p99 <= a.p99_bound_ms && lost == 0 && errors == 0 && to - from > 0;
+        let obj = step.as_object_mut().expect("object");
+        obj.insert("offered_per_sec".into(), json!(rate));
+        obj.insert("pass".into(), json!(pass));
+        obj.insert("cpu_secs".into(), json!(cpu));
+        obj.insert(
+            "cpu_secs_per_1k".into(),
+            json!(if acked > 0 {
+                cpu / (acked as f64 / 1000.0)
+            } else {
+                0.0
+            }),
+        );
+        obj.remove("delivery_cdf");
+        eprintln!(
+            "[{}] ramp step {rate} msg/s: delivered {}/{} ({}/s), lost {lost}, errors {errors}, p99 {p99} ms, CPU {:.2} s -> {}",
+            ctx.side,
+            step["delivered"],
+            step["sent"],
+            step["delivered_per_sec"],
+            cpu,
+            if pass { "pass" } else { "FAIL" }
+        );
+        steps.push(step);
+        if pass {
+            best = Some(best.map_or(rate, |b: f64| b.max(rate)));
+            if probing_down {
+                break;
+            }
+            next += 1;
+            match rates.get(next) {
+                Some(&r) => rate = r,
+                None => {
+                    stopped_by = "max rate reached".into();
+                    break;
+                }
+            }
+        } else {
+            let why = if lost > 0 {
+                format!("{lost} messages lost at {rate} msg/s")
+            } else if errors > 0 {
+                format!("{errors} error acks at {rate} msg/s")
+            } else {
+                format!(
+                    "p99 delivery {p99} ms > {} ms at {rate} msg/s",
+                    a.p99_bound_ms
+                )
+            };
+            // One bad step can be a hiccup of a shared machine: a failed rate is tried once more.
+            if retried != Some(rate) && a.retries > 0 {
+                retried = Some(rate);
+                eprintln!("[{}] ramp: retrying {rate} msg/s once", ctx.side);
+                continue;
+            }
+            if !probing_down {
+                stopped_by = why;
+            }
+            // Nothing passed yet: halve the rate to find what is sustainable at all.
+            if best.is_none() && (rate / 2.0).round() >= a.min_rate {
+                probing_down = true;
+                rate = (rate / 2.0).round();
+                continue;
+            }
+            break;
+        }
+    }
+    if best.is_none() {
+        stopped_by = format!("{stopped_by}; nothing passed down to {} msg/s", rate);
+    }
+    let result = json!({
+        "params": { "start": a.start, "factor": a.factor, "max": a.max, "step_secs": a.step_secs,
+                    "p99_bound_ms": a.p99_bound_ms, "min_rate": a.min_rate, "retries": a.retries, "senders": fleet.txs.len(),
+                    "content_bytes": a.shape.content_bytes },
+        "max_sustainable_per_sec": best,
+        "stopped_by": stopped_by,
+        "steps": steps,
+    });
+    eprintln!(
+        "[{}] ramp: max sustainable {:?} msg/s ({stopped_by})",
+        ctx.side, best
+    );
+    ctx.emit("ramp", result)?;
+    let _ = fleet.stop.send(true);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_is_read_back_from_a_delivered_message() {
+        let body = r#"["message:new",{"id":"x","content":"bench 42 123456 xxxx","senderId":"a"}]"#;
+        assert_eq!(stamp_slot(body), Some(42));
+        assert_eq!(stamp_slot(r#"["message:new",{"content":"hello"}]"#), None);
+    }
+}
