@@ -47,7 +47,8 @@ export function forEachMode(fn) {
   for (const mode of MODES) describe(`on ${mode}`, () => fn(mode));
 }
 
-async function freePort() {
+/** A free TCP port on the loopback interface (for servers a test starts itself). */
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -325,41 +326,19 @@ function spawnServer(port, childEnv, label) {
  */
 export async function startCluster(n, { env = {} } = {}) {
   const db = await createTestDatabase();
-  const redisPrefix = `nexus_test_${randomBytes(6).toString('hex')}`;
-  const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
-  const sharedEnv = { REDIS_URL, REDIS_PREFIX: redisPrefix, JWT_SECRET: jwtSecret, ...env };
-  const nodes = [];
-  const cleanup = async () => {
-    await dropTestDatabase(db.name).catch(() => {});
-    await deleteDeploymentKeys(redisPrefix).catch(() => {});
-  };
+  let cluster;
   try {
-    // Sequential start: the first instance runs the migrations, the others find them done.
-    for (let i = 0; i < n; i++) {
-      nodes.push(
-        await startServer({
-          mode: 'postgres',
-          databaseUrl: db.url,
-          label: `node${i}`,
-          env: { ...sharedEnv, INSTANCE_ID: `${redisPrefix}-node${i}` },
-        }),
-      );
-    }
+    cluster = await startClusterOn(n, { databaseUrl: db.url, env });
   } catch (err) {
-    await Promise.all(nodes.map((s) => s.stop()));
-    await cleanup();
+    await dropTestDatabase(db.name).catch(() => {});
     throw err;
   }
   return {
-    nodes,
-    urls: nodes.map((s) => s.url),
-    jwtSecret,
-    redisPrefix,
+    ...cluster,
     database: db.name,
-    log: () => nodes.map((s, i) => `----- node${i} (${s.url}) -----\n${s.log()}`).join('\n'),
     async stop() {
-      await Promise.all(nodes.map((s) => s.stop()));
-      await cleanup();
+      await cluster.stop();
+      await dropTestDatabase(db.name).catch(() => {});
     },
   };
 }

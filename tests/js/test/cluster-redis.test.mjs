@@ -6,23 +6,12 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import {
-  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, sleep, withCluster,
+  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, sleep, withCluster, freePort,
 } from '../lib/harness.mjs';
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
 
 const RUN = process.env.TEST_CLUSTER === '1';
 const ROOMY = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' };
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 /** A redis-server of this test's own on `port`, keeping nothing on disk. */
 async function startRedis(port) {

@@ -7,13 +7,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
-  connect, emitAck, eventually, http, randomName, recordEvents, sleep, startClusterOn, World,
+  connect, emitAck, eventually, http, randomName, recordEvents, sleep, startClusterOn, World, freePort,
 } from '../lib/harness.mjs';
 import { assertErrorAck, assertOk } from '../lib/expect.mjs';
 
@@ -31,17 +30,6 @@ function pgBinDir() {
   const versions = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
   for (const v of versions) if (existsSync(path.join(root, v, 'bin', 'pg_ctl'))) return path.join(root, v, 'bin');
   throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql/*/bin');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 /**
