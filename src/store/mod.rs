@@ -67,14 +67,53 @@ impl StoreError {
                 StoreError::Unavailable(info.message().to_owned())
             }
             E::BrokenTransactionManager => StoreError::Unavailable("connection lost".into()),
-            // SQLite reports a locked or busy file as an unknown database error.
-            E::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("locked") || info.message().contains("busy") =>
-            {
+            // A server shutting down, a dropped connection or a locked SQLite file arrive as
+            // "unknown" database errors; they mean "not stored, try again", not a bug.
+            E::DatabaseError(_, info) if is_outage(info.message()) => {
                 StoreError::Unavailable(info.message().to_owned())
             }
+            other if is_outage(&other.to_string()) => StoreError::Unavailable(other.to_string()),
             other => StoreError::Internal(other.to_string()),
         }
+    }
+}
+
+/// Whether a database error message describes the database being unreachable or going away.
+fn is_outage(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "connection",
+        "terminating",
+        "shutting down",
+        "starting up",
+        "the database system is",
+        "timed out",
+        "timeout",
+        "broken pipe",
+        "locked",
+        "busy",
+        "i/o error",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+#[cfg(test)]
+mod classification {
+    use super::is_outage;
+
+    #[test]
+    fn outages_are_told_apart_from_bugs() {
+        assert!(is_outage(
+            "terminating connection due to administrator command"
+        ));
+        assert!(is_outage("FATAL: the database system is shutting down"));
+        assert!(is_outage("connection closed"));
+        assert!(is_outage("database is locked"));
+        assert!(!is_outage(
+            "invalid byte sequence for encoding \"UTF8\": 0x00"
+        ));
+        assert!(!is_outage("column \"x\" does not exist"));
     }
 }
 
