@@ -15,8 +15,10 @@ source scripts/services.sh
 STARTED=$SECONDS
 SERVER_PIDS=()
 cleanup() {
+  local status=$?
   for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   services_cleanup
+  exit "$status"
 }
 trap cleanup EXIT
 
