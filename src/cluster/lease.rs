@@ -68,13 +68,7 @@ pub async fn claim<A: Adapter>(
 ) -> Result<(), AppError> {
     let timing = Timing::from_bound(bound);
     // Expire our own old lease (if any) and sweep it like a dead instance's.
-    let _ = presence
-        .client()
-        .eval::<i64, _, _, _>(
-            RENEW,
-            vec![presence.keys().leases()],
-            vec![presence.keys().instance().to_owned(), "0".to_owned()],
-        )
+    expire(presence)
         .await
         .map_err(|e| AppError::Unavailable(format!("redis: {e}")))?;
     announce_offline(io, presence.sweep(now_ms()).await?).await;
@@ -146,18 +140,23 @@ pub fn spawn_lease_tasks<A: Adapter>(
 /// who are gone. The sweep and the per-socket disconnect scripts are atomic, so a socket is never
 /// counted out twice.
 pub async fn release(presence: &RedisPresence) {
+    if let Err(err) = expire(presence).await {
+        tracing::warn!(error = %err, "could not release the presence lease; it will expire");
+    }
+}
+
+/// Marks this instance's lease as expired (score 0), so the next sweep removes it.
+async fn expire(presence: &RedisPresence) -> Result<(), fred::error::Error> {
     let keys = presence.keys();
-    let expired: Result<i64, _> = presence
+    presence
         .client()
-        .eval(
+        .eval::<i64, _, _, _>(
             RENEW,
             vec![keys.leases()],
             vec![keys.instance().to_owned(), "0".to_owned()],
         )
-        .await;
-    if let Err(err) = expired {
-        tracing::warn!(error = %err, "could not release the presence lease; it will expire");
-    }
+        .await
+        .map(drop)
 }
 
 /// Aborts the lease tasks when dropped.
