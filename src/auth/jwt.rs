@@ -1,11 +1,17 @@
 //! Access tokens: HS256 JWTs with the claims the NestJS app issued (`sub`, `username`, `iat`,
-//! `exp`), so its tokens stay valid when the secret is shared.
+//! `exp`), so its tokens stay valid when the secret is shared, plus the account's `createdAt`.
+//! With both profile claims a token carries the whole public profile, so a handshake needs no
+//! database read (accounts are never renamed or deleted); older tokens without `createdAt` are
+//! resolved through the database.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::store::User;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,6 +24,18 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
+    /// When the account was created; absent from tokens of the NestJS app and of earlier versions.
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What a valid token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer {
+    /// The whole profile is in the token.
+    Profile(User),
+    /// Only the id: the profile must be looked up.
+    Id(Uuid),
 }
 
 /// Signs and verifies tokens with one secret.
@@ -46,13 +64,14 @@ impl JwtKeys {
     }
 
     /// Issues a token for a user.
-    pub fn issue(&self, user_id: Uuid, username: &str) -> anyhow::Result<String> {
+    pub fn issue(&self, user: &User) -> anyhow::Result<String> {
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
-            sub: user_id.to_string(),
-            username: username.to_owned(),
+            sub: user.id.to_string(),
+            username: user.username.clone(),
             iat,
             exp: iat + self.ttl.as_secs() as i64,
+            created_at: Some(user.created_at),
         };
         Ok(encode(
             &Header::new(Algorithm::HS256),
@@ -61,10 +80,20 @@ impl JwtKeys {
         )?)
     }
 
-    /// Verifies signature, algorithm and expiry; returns the user id the token names.
-    pub fn verify(&self, token: &str) -> Option<Uuid> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        Uuid::parse_str(&data.claims.sub).ok()
+    /// Verifies signature, algorithm and expiry; returns who the token names.
+    pub fn verify(&self, token: &str) -> Option<Bearer> {
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        let id = Uuid::parse_str(&claims.sub).ok()?;
+        Some(match claims.created_at {
+            Some(created_at) if !claims.username.is_empty() => Bearer::Profile(User {
+                id,
+                username: claims.username,
+                created_at,
+            }),
+            _ => Bearer::Id(id),
+        })
     }
 }
 
@@ -76,9 +105,13 @@ mod tests {
     fn a_token_round_trips_and_a_foreign_one_is_refused() {
         let keys = JwtKeys::new(b"first-secret", Duration::from_secs(60));
         let other = JwtKeys::new(b"other-secret", Duration::from_secs(60));
-        let id = Uuid::now_v7();
-        let token = keys.issue(id, "alice").unwrap();
-        assert_eq!(keys.verify(&token), Some(id));
+        let user = User {
+            id: Uuid::now_v7(),
+            username: "alice".into(),
+            created_at: "2026-11-29T08:00:00.123456Z".parse().unwrap(),
+        };
+        let token = keys.issue(&user).unwrap();
+        assert_eq!(keys.verify(&token), Some(Bearer::Profile(user)));
         assert_eq!(other.verify(&token), None);
         assert_eq!(keys.verify("not.a.token"), None);
     }
@@ -92,6 +125,7 @@ mod tests {
             username: "bob".into(),
             iat: now - 7200,
             exp: now - 3600,
+            created_at: None,
         };
         let token = encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);
@@ -104,5 +138,17 @@ mod tests {
         let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
         let payload = "eyJzdWIiOiIwMTkzMDAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDAiLCJ1c2VybmFtZSI6ImV2ZSIsImlhdCI6MSwiZXhwIjo5OTk5OTk5OTk5fQ";
         assert_eq!(keys.verify(&format!("{header}.{payload}.")), None);
+    }
+
+    #[test]
+    fn a_token_without_created_at_names_only_the_id() {
+        // The claims the NestJS app signed: its tokens still work, through a profile lookup.
+        let keys = JwtKeys::new(b"secret", Duration::from_secs(60));
+        let now = chrono::Utc::now().timestamp();
+        let id = Uuid::now_v7();
+        let claims =
+            serde_json::json!({"sub": id, "username": "carol", "iat": now, "exp": now + 60});
+        let token = encode(&Header::default(), &claims, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&token), Some(Bearer::Id(id)));
     }
 }

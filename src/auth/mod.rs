@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use uuid::Uuid;
 
-pub use jwt::JwtKeys;
+pub use jwt::{Bearer, JwtKeys};
 use throttle::LoginThrottle;
 
 use crate::{
@@ -112,7 +112,7 @@ impl Accounts {
         let matches = password::verify(password.to_owned(), hash).await;
         match found {
             Some(creds) if matches => {
-                let token = self.keys.issue(creds.user.id, &creds.user.username)?;
+                let token = self.keys.issue(&creds.user)?;
                 Ok(Session {
                     token,
                     user: creds.user,
@@ -122,15 +122,15 @@ impl Accounts {
         }
     }
 
-    /// The user a bearer token names, if the token is valid and the user exists.
+    /// The user a valid bearer token names.
+    /// A token carrying the profile needs no database read, so handshakes keep succeeding while
+    /// the database is slow or down; an older token is resolved (and cached) by id.
     pub async fn authenticate(&self, token: &str) -> Result<User, AppError> {
-        let id = self
-            .keys
-            .verify(token)
-            .ok_or_else(|| AppError::Unauthorized("Unauthorized".into()))?;
-        self.user(id)
-            .await?
-            .ok_or_else(|| AppError::Unauthorized("Unauthorized".into()))
+        let unauthorized = || AppError::Unauthorized("Unauthorized".into());
+        match self.keys.verify(token).ok_or_else(unauthorized)? {
+            Bearer::Profile(user) => Ok(user),
+            Bearer::Id(id) => self.user(id).await?.ok_or_else(unauthorized),
+        }
     }
 
     /// A user by id, from the cache when possible.

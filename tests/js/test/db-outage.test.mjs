@@ -12,7 +12,8 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
-  connect, emitAck, eventually, http, randomName, recordEvents, sleep, startClusterOn, World, freePort,
+  connect, emitAck, eventually, http, randomName, recordEvents, registerAndLogin, signJwt, sleep, startClusterOn,
+  World, freePort,
 } from '../lib/harness.mjs';
 import { assertErrorAck, assertOk } from '../lib/expect.mjs';
 
@@ -137,7 +138,7 @@ function chatter(me, peer, label) {
 }
 
 describe('the cluster when PostgreSQL goes down', { skip: RUN ? false : 'set TEST_CLUSTER=1 to run the cluster tests' }, () => {
-  test('PostgreSQL stopping under traffic: bounded unavailable acks, /ready 503, sockets stay up, handshakes not Unauthorized, service resumes, no acked message lost or doubled', async (t) => {
+  test('PostgreSQL stopping under traffic: bounded unavailable acks, /ready 503, sockets stay up, new tabs connect, old-shape tokens not Unauthorized, service resumes, no acked message lost or doubled', async (t) => {
     const pg = await startThrowawayPostgres();
     let cluster;
     let world;
@@ -151,6 +152,10 @@ describe('the cluster when PostgreSQL goes down', { skip: RUN ? false : 'set TES
       const alice = await world.online(randomName('alice'), { url: n0 });
       const bob = await world.online(randomName('bob'), { url: n1 });
       const people = [alice, bob];
+      // Registered but never seen by n2, and holding only a token of the old app's shape.
+      const { user: carol } = await registerAndLogin(n0, randomName('carol'));
+      const nowSecs = Math.floor(Date.now() / 1000);
+      const legacyToken = signJwt({ sub: carol.id, username: carol.username, iat: nowSecs, exp: nowSecs + 3600 }, cluster.jwtSecret);
       const live = new Map(people.map((p) => [p, recordEvents(p.socket, 'message:new')]));
       const disconnects = new Map(people.map((p) => [p, recordEvents(p.socket, 'disconnect')]));
 
@@ -177,13 +182,23 @@ describe('the cluster when PostgreSQL goes down', { skip: RUN ? false : 'set TES
         assert.match(res.body.message, /database/i, `the body names the database: ${res.text}`);
         assert.equal(res.body.checks?.database, 'down', `checks.database: ${res.text}`);
       }
-      // New handshakes cannot be confirmed: they must not be told "Unauthorized" (that signs the
-      // client out); "Service unavailable" (or a cached success) is fine. They are slow now, so
-      // 12 at once from one address overrun MAX_HANDSHAKES_PER_IP (4): the excess is refused
+      // A token issued by this server carries the profile: new tabs connect without the database.
+      const fresh = await Promise.all(Array.from({ length: 4 }, async () => {
+        const s = await connect(n2, alice.token, { timeoutMs: ACK_BOUND_MS });
+        const online = await emitAck(s, 'user:init', null);
+        s.close();
+        return online;
+      }));
+      for (const online of fresh) {
+        assert.ok(Array.isArray(online) && online.some((u) => u.id === alice.user.id), `a new tab during the outage gets user:init: ${JSON.stringify(online)}`);
+      }
+      // An old-shape token names only the id, which cannot be confirmed now: never "Unauthorized"
+      // (that signs the client out); "Service unavailable" is right. Those handshakes are slow,
+      // so 12 at once from one address overrun MAX_HANDSHAKES_PER_IP (4): the excess is refused
       // with "Too many connections" instead of piling up.
       const handshakes = await Promise.all(Array.from({ length: 12 }, async () => {
         try {
-          const s = await connect(n2, alice.token, { timeoutMs: ACK_BOUND_MS + 2_000 });
+          const s = await connect(n2, legacyToken, { timeoutMs: ACK_BOUND_MS + 2_000 });
           s.close();
           return 'connected';
         } catch (err) {
