@@ -161,6 +161,8 @@ fn socket_builder(config: &Config) -> SocketIoBuilder {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .max_buffer_size(config.socket_buffer_packets as usize)
+        // Per socket; chat frames are small, and a larger frame still reads (in more calls).
+        .ws_read_buffer_size(1024)
 }
 
 async fn run<A: Adapter>(

@@ -162,18 +162,24 @@ async fn count_out(app: &AppState, me: &SocketUser) -> bool {
 
 /// A socket counted by its handshake whose connection then failed never gets a connect or a
 /// disconnect handler call; this counts it out if it is not connected shortly after.
+/// One such watchdog exists per socket for its first seconds, so its task is kept small: the
+/// rare slow path is boxed instead of being laid out inline in every watchdog's task.
 fn watch_handshake<A: Adapter>(s: SocketRef<A>, app: AppState, me: SocketUser) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         if s.connected() {
             return;
         }
-        let never_connected = matches!(*me.presence.lock().await, PresenceState::Counted { .. });
-        if never_connected {
-            tracing::debug!(sid = %s.id, "handshake never completed; counting the socket out");
-            // The user was never announced online by this socket, so no offline either.
-            count_out(&app, &me).await;
-        }
+        Box::pin(async move {
+            let never_connected =
+                matches!(*me.presence.lock().await, PresenceState::Counted { .. });
+            if never_connected {
+                tracing::debug!(sid = %s.id, "handshake never completed; counting the socket out");
+                // The user was never announced online by this socket, so no offline either.
+                count_out(&app, &me).await;
+            }
+        })
+        .await;
     });
 }
 
