@@ -100,6 +100,21 @@ macro_rules! conformance {
                 assert!(store.insert_messages(&[other]).await.unwrap()[0].1);
                 let page = store.conversation_page(a, b, None, 100).await.unwrap();
                 assert_eq!(page.len(), 2);
+                // Two new messages with one new clientMsgId in one batch: the first is stored,
+                // the second maps to it.
+                let x = NewMessage::new(a, b, "x".into(), Some("twin-1".into()));
+                let y = NewMessage::new(a, b, "y".into(), Some("twin-1".into()));
+                let x_id = x.id;
+                let out = store.insert_messages(&[x, y]).await.unwrap();
+                assert!(out[0].1 && !out[1].1, "first stored, second a retry");
+                assert!(out.iter().all(|(m, _)| m.id == x_id && m.content == "x"));
+                let page = store.conversation_page(a, b, None, 100).await.unwrap();
+                assert_eq!(page.len(), 3);
+                let list = store.conversations(b, 10).await.unwrap();
+                assert_eq!(
+                    list[0].1.id, x_id,
+                    "the conversation row moved to the newest message"
+                );
             }
 
             #[tokio::test]

@@ -1,29 +1,11 @@
 //! The SQL of the store, written once and compiled for each backend: `backend_queries!()` is
-//! expanded inside `pg` and `sqlite`, where `Conn`, the schema and `serialize_writers` resolve to
-//! that backend's own. Its argument says how multi-row upserts are written: PostgreSQL takes
-//! them as one statement (`batch`); diesel's SQLite backend cannot combine a multi-row insert
-//! with `ON CONFLICT`, so there each row is its own statement in the same transaction.
-
-/// Runs an `INSERT ... ON CONFLICT` over `$rows`: one statement, or one per row.
-macro_rules! upsert_rows {
-    (batch, $conn:ident, $rows:expr, |$r:ident| $stmt:expr) => {{
-        let $r = $rows;
-        $stmt.execute($conn).await?;
-    }};
-    (row_by_row, $conn:ident, $rows:expr, |$r:ident| $stmt:expr) => {{
-        for $r in $rows {
-            $stmt.execute($conn).await?;
-        }
-    }};
-}
+//! expanded inside `pg` and `sqlite`, where `Conn` and the schema resolve to that backend's own.
+//! The one statement that differs, the group-commit insert, lives in each backend's module.
 
 macro_rules! backend_queries {
-    ($mode:ident) => {
-        use std::collections::HashMap;
-
+    () => {
         use diesel::prelude::*;
-        use diesel::upsert::excluded;
-        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use diesel_async::RunQueryDsl;
 
         use crate::store::models::{MessageRow, NewMessage, UserRow};
         use crate::store::types::DbId;
@@ -102,102 +84,6 @@ macro_rules! backend_queries {
                 .optional()
         }
 
-        /// Stores a batch in one transaction (group commit). Returns, per input, the stored row and
-        /// whether this call created it (`false`: a retry whose `clientMsgId` was already stored).
-        pub async fn insert_messages(
-            conn: &mut Conn,
-            batch: &[NewMessage],
-        ) -> QueryResult<Vec<(MessageRow, bool)>> {
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                serialize_writers(conn).await?;
-                let rows: Vec<_> = batch
-                    .iter()
-                    .map(|m| {
-                        let (lo, hi) = m.peers();
-                        (
-                            messages::id.eq(DbId(m.id)),
-                            messages::sender_id.eq(DbId(m.sender_id)),
-                            messages::receiver_id.eq(DbId(m.receiver_id)),
-                            messages::peer_lo.eq(DbId(lo)),
-                            messages::peer_hi.eq(DbId(hi)),
-                            messages::content.eq(&m.content),
-                            messages::client_msg_id.eq(m.client_msg_id.as_deref()),
-                            messages::created_at.eq(m.created_at),
-                        )
-                    })
-                    .collect();
-                crate::store::queries::upsert_rows!($mode, conn, rows, |r| {
-                    diesel::insert_into(messages::table)
-                        .values(r)
-                        .on_conflict((messages::sender_id, messages::client_msg_id))
-                        .do_nothing()
-                });
-
-                let ids: Vec<DbId> = batch.iter().map(|m| DbId(m.id)).collect();
-                let inserted: Vec<MessageRow> = messages::table
-                    .filter(messages::id.eq_any(&ids))
-                    .select(MESSAGE_COLUMNS)
-                    .load(conn)
-                    .await?;
-                let mut by_id: HashMap<uuid::Uuid, MessageRow> =
-                    inserted.into_iter().map(|r| (r.id.0, r)).collect();
-
-                // Newest message per (owner, peer), both directions, deduplicated because one
-                // statement may not update the same row twice.
-                let mut latest: HashMap<(DbId, DbId), i64> = HashMap::new();
-                for row in by_id.values() {
-                    for key in [
-                        (row.sender_id, row.receiver_id),
-                        (row.receiver_id, row.sender_id),
-                    ] {
-                        let seq = latest.entry(key).or_insert(row.seq);
-                        *seq = (*seq).max(row.seq);
-                    }
-                }
-                if !latest.is_empty() {
-                    let values: Vec<_> = latest
-                        .into_iter()
-                        .map(|((owner, peer), seq)| {
-                            (
-                                conversations::owner_id.eq(owner),
-                                conversations::peer_id.eq(peer),
-                                conversations::last_seq.eq(seq),
-                            )
-                        })
-                        .collect();
-                    crate::store::queries::upsert_rows!($mode, conn, values, |r| {
-                        diesel::insert_into(conversations::table)
-                            .values(r)
-                            .on_conflict((conversations::owner_id, conversations::peer_id))
-                            .do_update()
-                            .set(conversations::last_seq.eq(excluded(conversations::last_seq)))
-                    });
-                }
-
-                let mut out = Vec::with_capacity(batch.len());
-                for m in batch {
-                    if let Some(row) = by_id.remove(&m.id) {
-                        out.push((row, true));
-                        continue;
-                    }
-                    // Not inserted: the (sender, clientMsgId) pair exists already, possibly from
-                    // an earlier message of this very batch.
-                    let Some(client_id) = m.client_msg_id.as_deref() else {
-                        return Err(diesel::result::Error::NotFound);
-                    };
-                    let original: MessageRow = messages::table
-                        .filter(messages::sender_id.eq(DbId(m.sender_id)))
-                        .filter(messages::client_msg_id.eq(client_id))
-                        .select(MESSAGE_COLUMNS)
-                        .first(conn)
-                        .await?;
-                    out.push((original, false));
-                }
-                Ok(out)
-            })
-            .await
-        }
-
         /// Up to `limit` messages of the conversation `lo`/`hi` older than `before_seq`, newest first.
         pub async fn conversation_page(
             conn: &mut Conn,
@@ -269,4 +155,3 @@ macro_rules! backend_queries {
 }
 
 pub(crate) use backend_queries;
-pub(crate) use upsert_rows;
