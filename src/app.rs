@@ -177,6 +177,7 @@ async fn run<A: Adapter>(
     let chat = state.chat.clone();
     let app = http::router(state)
         .layer(layer)
+        .layer(middleware::from_fn(http::own_socket_request_head))
         .layer(http::cors(&config))
         .layer(middleware::from_fn(http::preflight_no_content));
     let io_for_shutdown = io.clone();

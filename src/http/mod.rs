@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
-    http::{HeaderName, HeaderValue, Method, StatusCode},
+    extract::{DefaultBodyLimit, OriginalUri, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, Uri},
     middleware::Next,
     response::{Html, Response},
     routing::{get, post},
@@ -115,4 +115,34 @@ pub async fn preflight_no_content(req: Request, next: Next) -> Response {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
+}
+
+/// Gives a Socket.io handshake request a head of its own. hyper parses the URI and header values
+/// as views into the connection's 8–16 KiB read buffer, and socketioxide keeps the handshake's
+/// request parts (headers, URI and extensions, among them axum's `OriginalUri`) for the socket's
+/// whole life: each idle socket pinned that whole buffer. Copying the few bytes out frees it.
+pub async fn own_socket_request_head(mut req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/socket.io") {
+        let owned_uri = |uri: &Uri| Uri::try_from(uri.to_string()).ok();
+        if let Some(uri) = owned_uri(req.uri()) {
+            *req.uri_mut() = uri;
+        }
+        if let Some(OriginalUri(original)) = req.extensions_mut().get_mut::<OriginalUri>()
+            && let Some(uri) = owned_uri(original)
+        {
+            *original = uri;
+        }
+        let shared = std::mem::take(req.headers_mut());
+        let owned = req.headers_mut();
+        owned.reserve(shared.len());
+        // Names are copies already; `from_bytes` copies the value (and cannot fail on bytes that
+        // were a valid value).
+        for (name, value) in &shared {
+            let mut copy =
+                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+            copy.set_sensitive(value.is_sensitive());
+            owned.append(name.clone(), copy);
+        }
+    }
+    next.run(req).await
 }
