@@ -224,8 +224,11 @@ if [[ $MODE == full && $SINGLE == 1 ]]; then
   # 100,000 sockets on one instance need 100,000 descriptors in the server and in the generator.
   SINGLE_COUNT=$(( FD_LIMIT >= 101000 ? 100000 : FD_LIMIT - 1000 ))
   log "one instance: $SINGLE_COUNT sockets (open-file limit $FD_LIMIT)"
-  # A fresh process, so that memory freed by earlier scenarios is not reused and hidden.
-  kill -TERM "${OURS_PIDS[0]}"; wait "${OURS_PIDS[0]}" 2>/dev/null || true
+  # A fresh process, so that memory freed by earlier scenarios is not reused and hidden, alone on
+  # the machine: the other instances stop first (after the storm they would still be sending
+  # ~N²/2 user:offline frames for the storm's departing users).
+  for pid in "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   start_ours_at 0 "${PORTS[0]}"; SINGLE_PID=$!
   "$NB" wait-ready --urls "${OURS_URLS[0]}" --timeout 60
   "$NB" connections --count "$SINGLE_COUNT" --users-limit "$CONN_USERS" --rate 4000 --source-ips 8 \

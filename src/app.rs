@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::{middleware, serve::ListenerExt};
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
 use socketioxide_redis::FredAdapter;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
     auth::{self, Accounts},
@@ -116,8 +116,7 @@ pub async fn serve(
         metrics,
         handshakes: Arc::new(HandshakeGate::new(config.max_handshakes_per_ip)),
     };
-    let listener = TcpListener::bind((config.host, config.port))
-        .await
+    let listener = listen(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
 
@@ -152,6 +151,24 @@ pub async fn serve(
     };
     tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), "listening");
     Ok(Running { addr, done })
+}
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`). tokio's
+/// default is 1,024; a connect storm on a busy machine (the benchmark's 10,000 users in 10 s) can
+/// outrun `accept` for a moment, and an overflowing queue turns into slow or failed connects.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 fn socket_builder(config: &Config) -> SocketIoBuilder {
