@@ -188,7 +188,7 @@ async fn run<A: Adapter>(
     layer: SocketIoLayer<A>,
     io: SocketIo<A>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    cluster: Option<(RedisPresence, cluster::CancelOnDrop)>,
+    cluster: Option<(RedisPresence, cluster::LeaseTasks)>,
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
     let chat = state.chat.clone();
@@ -218,7 +218,7 @@ async fn run<A: Adapter>(
     .context("server error")?;
     chat.drain(Duration::from_secs(10)).await;
     if let Some((presence, leases)) = cluster {
-        drop(leases);
+        leases.stop().await;
         cluster::release(&presence).await;
     }
     tracing::info!("stopped");

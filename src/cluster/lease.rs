@@ -2,13 +2,20 @@
 //! once a second, and whoever removes an expired instance (one script, so exactly one) announces
 //! `user:offline` for its users who are now gone. An instance that finds its own lease was swept
 //! (it was paused or cut off too long) counts its sockets in again.
+//!
+//! The lease says "this process is alive", not "its runtime is idle": it is renewed from a thread
+//! of its own with its own Redis connection. Renewed on the main runtime, a connect storm (10,000
+//! users broadcasting `user:online` to each other) starved the renewal past the lease, the other
+//! instances announced this one's users offline, it re-registered them online, and the extra
+//! N² presence frames fed the overload.
 
 use std::time::Duration;
 
-use fred::prelude::LuaInterface;
+use fred::prelude::{Client, ClientLike, LuaInterface};
 use socketioxide::{SocketIo, adapter::Adapter};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::presence::RedisPresence;
+use super::{keys::Keys, presence::RedisPresence};
 use crate::{error::AppError, wire::UserView};
 
 /// Renews ARGV[1]'s lease to ARGV[2]; returns 1 when the lease was still there.
@@ -44,13 +51,16 @@ impl Timing {
 }
 
 async fn renew(presence: &RedisPresence, lease: Duration) -> Result<bool, AppError> {
-    let had: i64 = presence
-        .client()
+    renew_with(presence.client(), presence.keys(), lease).await
+}
+
+async fn renew_with(client: &Client, keys: &Keys, lease: Duration) -> Result<bool, AppError> {
+    let had: i64 = client
         .eval(
             RENEW,
-            vec![presence.keys().leases()],
+            vec![keys.leases()],
             vec![
-                presence.keys().instance().to_owned(),
+                keys.instance().to_owned(),
                 (now_ms() + lease.as_millis() as i64).to_string(),
             ],
         )
@@ -79,44 +89,59 @@ pub async fn claim<A: Adapter>(
 async fn announce_offline<A: Adapter>(io: &SocketIo<A>, gone: Vec<uuid::Uuid>) {
     for id in gone {
         tracing::info!(user = %id, "user offline (their instance's lease expired)");
-        if let Err(err) = io.emit("user:offline", &id.to_string()).await {
+        let Some(all) = crate::socket::everyone(io) else {
+            return;
+        };
+        if let Err(err) = all.emit("user:offline", &id.to_string()).await {
             tracing::warn!(error = %err, "could not announce user:offline");
         }
     }
 }
 
-/// Starts the renew and sweep loops; they stop when the returned guard is dropped.
+/// Starts the renew loop (on its own thread) and the sweep loop; stop them with
+/// [`LeaseTasks::stop`] before releasing the lease.
 pub fn spawn_lease_tasks<A: Adapter>(
     presence: RedisPresence,
     io: SocketIo<A>,
     bound: Duration,
-) -> CancelOnDrop {
+) -> LeaseTasks {
     let timing = Timing::from_bound(bound);
-    let renewer = {
+    let (lost_tx, mut lost_rx) = mpsc::unbounded_channel::<()>();
+    let (stop, stop_rx) = watch::channel(());
+    let (stopped_tx, stopped) = oneshot::channel();
+    let client = presence.client().clone_new();
+    let keys = presence.keys().clone();
+    let renewer = std::thread::Builder::new()
+        .name("nexus-lease".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(renew_loop(client, keys, timing, lost_tx, stop_rx)),
+                Err(err) => tracing::error!(error = %err, "could not start the lease thread"),
+            }
+            let _ = stopped_tx.send(());
+        });
+    if let Err(err) = renewer {
+        tracing::error!(error = %err, "could not start the lease thread");
+    }
+    // The rare path that needs the sockets stays on the main runtime.
+    let reregister = {
         let presence = presence.clone();
         let io = io.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(timing.renew_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match renew(&presence, timing.lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(
-                            "this instance's lease had expired; re-registering its sockets"
-                        );
-                        match presence.reregister().await {
-                            Ok(back) => {
-                                for user in back {
-                                    let _ =
-                                        io.emit("user:online", &UserView::new(&user, true)).await;
-                                }
+            while lost_rx.recv().await.is_some() {
+                tracing::warn!("this instance's lease had expired; re-registering its sockets");
+                match presence.reregister().await {
+                    Ok(back) => {
+                        for user in back {
+                            if let Some(all) = crate::socket::everyone(&io) {
+                                let _ = all.emit("user:online", &UserView::new(&user, true)).await;
                             }
-                            Err(err) => tracing::warn!(error = %err, "re-registration failed"),
                         }
                     }
-                    Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+                    Err(err) => tracing::warn!(error = %err, "re-registration failed"),
                 }
             }
         })
@@ -132,7 +157,67 @@ pub fn spawn_lease_tasks<A: Adapter>(
             }
         }
     });
-    CancelOnDrop(vec![renewer, sweeper])
+    LeaseTasks {
+        tasks: vec![reregister, sweeper],
+        stop: Some(stop),
+        stopped: Some(stopped),
+    }
+}
+
+/// Renews the lease every `renew_every` until `stop` is dropped; tells `lost` when the lease had
+/// expired before a renewal.
+async fn renew_loop(
+    client: Client,
+    keys: Keys,
+    timing: Timing,
+    lost: mpsc::UnboundedSender<()>,
+    mut stop: watch::Receiver<()>,
+) {
+    if let Err(err) = client.init().await {
+        tracing::warn!(error = %err, "lease connection failed; retrying in the background");
+    }
+    let mut tick = tokio::time::interval(timing.renew_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        match renew_with(&client, &keys, timing.lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = lost.send(());
+            }
+            Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+        }
+    }
+    let _ = client.quit().await;
+}
+
+/// The lease loops of a running instance.
+pub struct LeaseTasks {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Option<watch::Sender<()>>,
+    stopped: Option<oneshot::Receiver<()>>,
+}
+
+impl LeaseTasks {
+    /// Stops the loops and waits (briefly) until the renewal thread has made its last renewal,
+    /// so that a lease released afterwards stays released.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        if let Some(stopped) = self.stopped.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stopped).await;
+        }
+    }
+}
+
+impl Drop for LeaseTasks {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Gives up this instance's lease at shutdown: it is marked expired, so the next sweep (by any
@@ -157,17 +242,6 @@ async fn expire(presence: &RedisPresence) -> Result<(), fred::error::Error> {
         )
         .await
         .map(drop)
-}
-
-/// Aborts the lease tasks when dropped.
-pub struct CancelOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::Fre
 
 pub use cache::HistoryCache;
 pub use keys::Keys;
-pub use lease::{CancelOnDrop, claim, release, spawn_lease_tasks};
+pub use lease::{LeaseTasks, claim, release, spawn_lease_tasks};
 pub use presence::RedisPresence;
 
 /// Re-subscribes the adapter's (sharded) channels after every reconnect of the subscriber.

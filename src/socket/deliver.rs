@@ -21,7 +21,10 @@ pub async fn message_new<A: Adapter>(
     cluster: bool,
     metrics: &Metrics,
 ) {
-    let local = io.local().within(rooms.clone()).sockets();
+    let Some(all) = super::everyone(io) else {
+        return; // Shutting down: the message is stored; clients sync when they reconnect.
+    };
+    let local = all.clone().local().within(rooms.clone()).sockets();
     let mut slow = Vec::new();
     for socket in &local {
         match socket.emit("message:new", event) {
@@ -35,7 +38,7 @@ pub async fn message_new<A: Adapter>(
         // sockets served above; other instances have no such rooms and serve all of theirs.
         let remote = local
             .iter()
-            .fold(io.within(rooms), |op, socket| op.except(socket.id));
+            .fold(all.within(rooms), |op, socket| op.except(socket.id));
         if let Err(err) = remote.emit("message:new", event).await {
             // The message is stored; receivers elsewhere recover it with message:sync.
             inc(&metrics.redis_errors);

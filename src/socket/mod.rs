@@ -18,6 +18,7 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Extension, SocketRef, State, TryData},
     handler::ConnectHandler,
+    operators::BroadcastOperators,
 };
 use socketioxide_core::adapter::DefinedAdapter;
 use tracing::Instrument;
@@ -32,6 +33,13 @@ use crate::{
     store::User,
     wire::{MessagePage, MessageView, NewMessageEvent, UserView},
 };
+
+/// Every socket of the default namespace, on every instance; `None` once the server is closing.
+/// (socketioxide's `io.emit`/`io.within` panic when the namespace is gone, which a disconnect
+/// handler running during shutdown did.)
+pub fn everyone<A: Adapter>(io: &SocketIo<A>) -> Option<BroadcastOperators<A>> {
+    io.of("/")
+}
 
 /// The room every socket of one user joins: a message is emitted to the sender's and the
 /// receiver's rooms and so reaches all their tabs, on every instance.
@@ -127,7 +135,10 @@ async fn on_connect<A: Adapter>(
         };
         if announce {
             tracing::info!(username = %me.user.username, "user online");
-            if let Err(err) = io.emit("user:online", &UserView::new(&me.user, true)).await {
+            let online = UserView::new(&me.user, true);
+            if let Some(all) = everyone(&io)
+                && let Err(err) = all.emit("user:online", &online).await
+            {
                 tracing::warn!(error = %err, "could not broadcast user:online");
             }
         }
@@ -193,7 +204,9 @@ async fn on_disconnect<A: Adapter>(
     if count_out(&app, &me).await {
         tracing::info!(user = %me.user.id, "user offline");
         // Not to the closing socket itself: it can no longer receive.
-        let everyone_else = io.except(s.id);
+        let Some(everyone_else) = everyone(&io).map(|all| all.except(s.id)) else {
+            return;
+        };
         if let Err(err) = everyone_else
             .emit("user:offline", &me.user.id.to_string())
             .await
