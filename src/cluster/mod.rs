@@ -73,15 +73,16 @@ impl Cluster {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(3);
-                // fred hands pub/sub messages to the adapter through a broadcast channel that
-                // drops what a busy receiver has not read yet; its default of 32 lost
-                // cross-instance messages under load.
-                p.broadcast_channel_capacity = 65_536;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let client = builder
             .build()
             .context("could not set up the Redis client")?;
+        // fred hands pub/sub messages to the adapter through a broadcast channel that drops what
+        // a busy receiver has not read yet; its default of 32 lost cross-instance messages under
+        // load. Only the subscriber gets the big buffer: fred allocates every one of a client's
+        // notification channels at this capacity up front (~40 MiB per client at 65,536).
+        builder.with_performance_config(|p| p.broadcast_channel_capacity = 65_536);
         let subscriber = builder
             .build_subscriber_client()
             .context("could not set up the Redis subscriber")?;
