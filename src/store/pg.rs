@@ -151,28 +151,9 @@ pub async fn insert_messages(
     batch: &[NewMessage],
 ) -> QueryResult<Vec<(MessageRow, bool)>> {
     let inserted: Vec<InsertedRow> = InsertBatch::new(batch).load(conn).await?;
-    let mut by_id: HashMap<uuid::Uuid, MessageRow> = inserted
+    let by_id: HashMap<uuid::Uuid, MessageRow> = inserted
         .into_iter()
         .map(|r| (r.id.0, MessageRow::from(r)))
         .collect();
-    let mut out = Vec::with_capacity(batch.len());
-    for m in batch {
-        if let Some(row) = by_id.remove(&m.id) {
-            out.push((row, true));
-            continue;
-        }
-        // Not inserted: the (sender, clientMsgId) pair is stored already (committed before, or
-        // by an earlier message of this very batch, committed now).
-        let Some(client_id) = m.client_msg_id.as_deref() else {
-            return Err(diesel::result::Error::NotFound);
-        };
-        let original: MessageRow = messages::table
-            .filter(messages::sender_id.eq(DbId(m.sender_id)))
-            .filter(messages::client_msg_id.eq(client_id))
-            .select(MESSAGE_COLUMNS)
-            .first(conn)
-            .await?;
-        out.push((original, false));
-    }
-    Ok(out)
+    pair_with_originals(conn, batch, by_id).await
 }

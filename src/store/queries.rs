@@ -84,6 +84,34 @@ macro_rules! backend_queries {
                 .optional()
         }
 
+        /// The outcome of a group commit per input, in input order: the row it inserted
+        /// (`true`), or, for a send whose `(sender, clientMsgId)` was stored already (before, or
+        /// by an earlier message of the same batch), the original (`false`).
+        pub async fn pair_with_originals(
+            conn: &mut Conn,
+            batch: &[NewMessage],
+            mut inserted: std::collections::HashMap<uuid::Uuid, MessageRow>,
+        ) -> QueryResult<Vec<(MessageRow, bool)>> {
+            let mut out = Vec::with_capacity(batch.len());
+            for m in batch {
+                if let Some(row) = inserted.remove(&m.id) {
+                    out.push((row, true));
+                    continue;
+                }
+                let Some(client_id) = m.client_msg_id.as_deref() else {
+                    return Err(diesel::result::Error::NotFound);
+                };
+                let original: MessageRow = messages::table
+                    .filter(messages::sender_id.eq(DbId(m.sender_id)))
+                    .filter(messages::client_msg_id.eq(client_id))
+                    .select(MESSAGE_COLUMNS)
+                    .first(conn)
+                    .await?;
+                out.push((original, false));
+            }
+            Ok(out)
+        }
+
         /// Up to `limit` messages of the conversation `lo`/`hi` older than `before_seq`, newest first.
         pub async fn conversation_page(
             conn: &mut Conn,
