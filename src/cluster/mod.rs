@@ -82,7 +82,15 @@ impl Cluster {
         // a busy receiver has not read yet; its default of 32 lost cross-instance messages under
         // load. Only the subscriber gets the big buffer: fred allocates every one of a client's
         // notification channels at this capacity up front (~40 MiB per client at 65,536).
-        builder.with_performance_config(|p| p.broadcast_channel_capacity = 65_536);
+        //
+        // Its publishes carry every cross-instance `message:new` and presence event: in a
+        // 10,000-user connect storm a starved instance saw hundreds of them time out at 3 s and
+        // the event was lost for every other instance. A late event beats a lost one; acks never
+        // wait for these.
+        builder.with_performance_config(|p| {
+            p.broadcast_channel_capacity = 65_536;
+            p.default_command_timeout = Duration::from_secs(10);
+        });
         let subscriber = builder
             .build_subscriber_client()
             .context("could not set up the Redis subscriber")?;
