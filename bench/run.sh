@@ -65,7 +65,10 @@ cleanup() {
       psql "$PG/postgres" -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     done
     for p in "${PREFIXES[@]}"; do
-      redis-cli -u "$REDIS_URL" --scan --pattern "$p*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+      # Keys are "<prefix>:…" or, with a Redis Cluster hash tag, "{<prefix>:…}…".
+      for pattern in "$p:*" "{$p:*"; do
+        redis-cli -u "$REDIS_URL" --scan --pattern "$pattern" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+      done
     done
     if [[ $status == 0 ]]; then rm -rf "$WORK"; else echo "run.sh: failed ($status); logs kept in $WORK" >&2; fi
   else

@@ -135,6 +135,11 @@ if [[ -z "${SKIP_WEB:-}" ]]; then
     done
     (cd web && E2E_BASE_URLS="http://127.0.0.1:$P1,http://127.0.0.1:$P2" npm run e2e)
     stop_servers
+    if command -v redis-cli >/dev/null; then
+      for pattern in "$PREFIX:*" "{$PREFIX:*"; do
+        redis-cli -u "$TEST_REDIS_URL" --scan --pattern "$pattern" | xargs -r redis-cli -u "$TEST_REDIS_URL" del >/dev/null || true
+      done
+    fi
     psql_admin -c "DROP DATABASE IF EXISTS ${DB_URL##*/} WITH (FORCE)" >/dev/null
   fi
 fi

@@ -104,8 +104,11 @@ cleanup() {
     psql_admin -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
     psql_admin -c "DROP DATABASE IF EXISTS \"$DB_AUTO\" WITH (FORCE)" >/dev/null 2>&1
     if have redis-cli; then
-        redis-cli -u "$REDIS" --scan --pattern "${PREFIX}*" 2>/dev/null |
-            xargs -r redis-cli -u "$REDIS" del >/dev/null 2>&1
+        # Keys are "<prefix>:…" or, with a hash tag, "{<prefix>:…}…".
+        for pattern in "${PREFIX}:*" "{${PREFIX}:*"; do
+            redis-cli -u "$REDIS" --scan --pattern "$pattern" 2>/dev/null |
+                xargs -r redis-cli -u "$REDIS" del >/dev/null 2>&1
+        done
     fi
     rm -rf "$WORK"
 }
