@@ -9,7 +9,7 @@ use std::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{EventCounts, hold};
+use super::{EventCounts, hold, pace};
 use crate::{
     context::{Common, ConnectStats, Ctx},
     procstat, sio,
@@ -54,11 +54,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let period_us = 1e6 / a.rate.max(1.0);
     let mut tasks = Vec::with_capacity(a.count);
     for i in 0..a.count {
-        let due = started + (i as f64 * period_us) as u64;
-        let now = sio::now_us();
-        if due > now + 1000 {
-            tokio::time::sleep(Duration::from_micros(due - now)).await;
-        }
+        pace(started, i, period_us).await;
         let ep = ctx.endpoint(i).clone();
         let source = ctx.source(i);
         let token = ctx.users[i % distinct_users].token.clone();

@@ -508,11 +508,7 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     obj.insert("cpu_secs".into(), json!(cpu));
     obj.insert(
         "cpu_secs_per_1k".into(),
-        json!(if acked > 0 {
-            cpu / (acked as f64 / 1000.0)
-        } else {
-            0.0
-        }),
+        json!(super::cpu_per_thousand(cpu, acked)),
     );
     obj.insert("lost_including_warmup".into(), json!(lost_all));
     obj.insert("connect".into(), fleet.connect.to_json());
@@ -594,11 +590,7 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
         obj.insert("cpu_secs".into(), json!(cpu));
         obj.insert(
             "cpu_secs_per_1k".into(),
-            json!(if acked > 0 {
-                cpu / (acked as f64 / 1000.0)
-            } else {
-                0.0
-            }),
+            json!(super::cpu_per_thousand(cpu, acked)),
         );
         obj.remove("delivery_cdf");
         eprintln!(

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{EventCounts, hold};
+use super::{EventCounts, hold, pace};
 use crate::{
     context::{Common, ConnectStats, Ctx},
     sio::{self, Packet, Ws},
@@ -59,11 +59,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let started = sio::now_us();
     let period_us = a.within * 1e6 / a.count.max(1) as f64;
     for i in 0..a.count {
-        let due = started + (i as f64 * period_us) as u64;
-        let now = sio::now_us();
-        if due > now + 500 {
-            tokio::time::sleep(Duration::from_micros(due - now)).await;
-        }
+        pace(started, i, period_us).await;
         let ep = ctx.endpoint(i).clone();
         let source = ctx.source(i);
         let token = ctx.users[i].token.clone();
