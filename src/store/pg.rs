@@ -25,19 +25,19 @@ crate::store::queries::backend_queries!();
 /// rows to the newest message. `lock` is materialized and joined, so it is taken before the first
 /// row gets its `seq`. The batch arrives as one array per column; the SQL is constant, so each
 /// connection prepares it once (a plain `sql_query` is prepared again on every call).
-struct InsertBatch {
+struct InsertBatch<'a> {
     ids: Vec<DbId>,
     senders: Vec<DbId>,
     receivers: Vec<DbId>,
     peers_lo: Vec<DbId>,
     peers_hi: Vec<DbId>,
-    contents: Vec<String>,
-    client_msg_ids: Vec<Option<String>>,
+    contents: Vec<&'a str>,
+    client_msg_ids: Vec<Option<&'a str>>,
     created_at: Vec<DateTime<Utc>>,
 }
 
-impl InsertBatch {
-    fn new(batch: &[NewMessage]) -> InsertBatch {
+impl<'a> InsertBatch<'a> {
+    fn new(batch: &'a [NewMessage]) -> InsertBatch<'a> {
         let ids = |f: fn(&NewMessage) -> Uuid| batch.iter().map(|m| DbId(f(m))).collect();
         InsertBatch {
             ids: ids(|m| m.id),
@@ -45,14 +45,14 @@ impl InsertBatch {
             receivers: ids(|m| m.receiver_id),
             peers_lo: ids(|m| m.peers().0),
             peers_hi: ids(|m| m.peers().1),
-            contents: batch.iter().map(|m| m.content.clone()).collect(),
-            client_msg_ids: batch.iter().map(|m| m.client_msg_id.clone()).collect(),
+            contents: batch.iter().map(|m| m.content.as_str()).collect(),
+            client_msg_ids: batch.iter().map(|m| m.client_msg_id.as_deref()).collect(),
             created_at: batch.iter().map(|m| m.created_at).collect(),
         }
     }
 }
 
-impl QueryFragment<Pg> for InsertBatch {
+impl QueryFragment<Pg> for InsertBatch<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(7415946721)), \
@@ -103,12 +103,12 @@ impl QueryFragment<Pg> for InsertBatch {
     }
 }
 
-impl QueryId for InsertBatch {
-    type QueryId = InsertBatch;
+impl QueryId for InsertBatch<'_> {
+    type QueryId = InsertBatch<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for InsertBatch {
+impl Query for InsertBatch<'_> {
     type SqlType = Untyped;
 }
 

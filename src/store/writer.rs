@@ -77,7 +77,8 @@ impl MessageWriter {
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        if let Some(StoreError::Unavailable(why)) = commit(&store, &mut jobs, &metrics).await {
+        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
+        if let Some(StoreError::Unavailable(why)) = commit(&store, batch, &metrics).await {
             // The database just timed out or dropped us: answer everyone who queued up
             // meanwhile at once, rather than making each wait for a timeout of its own.
             while let Ok(job) = rx.try_recv() {
@@ -89,32 +90,32 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
 
 /// Commits `jobs` as one transaction and answers each; returns the error if the batch failed.
 /// A batch refused for its content (not for the database being down) is retried message by
-/// message, so one bad message fails alone.
-async fn commit(store: &Store, jobs: &mut Vec<Job>, metrics: &Metrics) -> Option<StoreError> {
-    let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+/// message, so one bad message fails alone. The messages move into the batch (no copy).
+async fn commit(store: &Store, jobs: Vec<Job>, metrics: &Metrics) -> Option<StoreError> {
+    let (batch, replies): (Vec<NewMessage>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     metrics.commit_batch.observe(batch.len() as f64);
     let span = tracing::debug_span!("group_commit", size = batch.len());
     match store.insert_messages(&batch).instrument(span).await {
         Ok(results) => {
             let created = results.iter().filter(|(_, created)| *created).count();
             metrics.messages_stored.fetch_add(created as u64, Relaxed);
-            for (job, result) in jobs.drain(..).zip(results) {
-                let _ = job.reply.send(Ok(result));
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
             }
             None
         }
-        Err(StoreError::Internal(why)) if jobs.len() > 1 => {
-            tracing::warn!(error = %why, size = jobs.len(), "group commit refused; retrying one by one");
-            for job in std::mem::take(jobs) {
-                let mut single = vec![job];
-                Box::pin(commit(store, &mut single, metrics)).await;
+        Err(StoreError::Internal(why)) if batch.len() > 1 => {
+            tracing::warn!(error = %why, size = batch.len(), "group commit refused; retrying one by one");
+            for (message, reply) in batch.into_iter().zip(replies) {
+                Box::pin(commit(store, vec![Job { message, reply }], metrics)).await;
             }
             None
         }
         Err(err) => {
             tracing::warn!(error = %err, size = batch.len(), "group commit failed");
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(err.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
             }
             Some(err)
         }
