@@ -121,8 +121,14 @@ pub async fn preflight_no_content(req: Request, next: Next) -> Response {
 /// as views into the connection's 8–16 KiB read buffer, and socketioxide keeps the handshake's
 /// request parts (headers, URI and extensions, among them axum's `OriginalUri`) for the socket's
 /// whole life: each idle socket pinned that whole buffer. Copying the few bytes out frees it.
+/// Only a request that opens a session (no `sid` yet) is kept, so polls and upgrades pass as-is.
 pub async fn own_socket_request_head(mut req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/socket.io") {
+    let opens_session = req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+    if opens_session {
         let owned_uri = |uri: &Uri| Uri::try_from(uri.to_string()).ok();
         if let Some(uri) = owned_uri(req.uri()) {
             *req.uri_mut() = uri;

@@ -173,6 +173,7 @@ async fn count_out(app: &AppState, me: &SocketUser) -> bool {
 
 /// A socket counted by its handshake whose connection then failed never gets a connect or a
 /// disconnect handler call; this counts it out if it is not connected shortly after.
+///
 /// One such watchdog exists per socket for its first seconds, so its task is kept small: the
 /// rare slow path is boxed instead of being laid out inline in every watchdog's task.
 fn watch_handshake<A: Adapter>(s: SocketRef<A>, app: AppState, me: SocketUser) {
