@@ -115,7 +115,7 @@ if [[ $BUILD == 1 ]]; then
   fi
   (cd "$BENCH_DIR/baseline-node" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
+TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 NEXUS_BIN="$TARGET_DIR/$PROFILE/nexus-chat"
 NB="$TARGET_DIR/$PROFILE/nexus-bench"
 [[ -x $NEXUS_BIN && -x $NB ]] || { echo "run.sh: binaries missing in $TARGET_DIR/$PROFILE (build first)" >&2; exit 1; }
