@@ -1,7 +1,8 @@
 //! Instance leases. Each instance renews its lease in a sorted set; every instance sweeps the set
 //! once a second, and whoever removes an expired instance (one script, so exactly one) announces
 //! `user:offline` for its users who are now gone. An instance that finds its own lease was swept
-//! (it was paused or cut off too long) counts its sockets in again.
+//! (it was paused or cut off too long) counts its sockets in again; the same tick repairs this
+//! instance's counts after a failed presence script (see `presence.rs`).
 //!
 //! The lease says "this process is alive", not "its runtime is idle": it is renewed from a thread
 //! of its own with its own Redis connection. Renewed on the main runtime, a connect storm (10,000
@@ -15,7 +16,10 @@ use fred::prelude::{Client, ClientLike, LuaInterface};
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{keys::Keys, presence::RedisPresence};
+use super::{
+    keys::Keys,
+    presence::{RedisPresence, Repaired},
+};
 use crate::{error::AppError, wire::UserView};
 
 /// Renews ARGV[1]'s lease to ARGV[2]; returns 1 when the lease was still there.
@@ -98,6 +102,29 @@ async fn announce_offline<A: Adapter>(io: &SocketIo<A>, gone: Vec<uuid::Uuid>) {
     }
 }
 
+/// Announces what a presence repair found: users who came online, or went offline, without
+/// (surely) having been announced.
+async fn announce_repaired<A: Adapter>(io: &SocketIo<A>, repaired: Repaired) {
+    tracing::info!(
+        online = repaired.online.len(),
+        offline = repaired.offline.len(),
+        "presence repaired"
+    );
+    let Some(all) = crate::socket::everyone(io) else {
+        return;
+    };
+    for user in repaired.online {
+        if let Err(err) = all
+            .clone()
+            .emit("user:online", &UserView::new(&user, true))
+            .await
+        {
+            tracing::warn!(error = %err, "could not announce user:online");
+        }
+    }
+    announce_offline(io, repaired.offline).await;
+}
+
 /// Starts the renew loop (on its own thread) and the sweep loop; stop them with
 /// [`LeaseTasks::stop`] before releasing the lease.
 pub fn spawn_lease_tasks<A: Adapter>(
@@ -126,23 +153,13 @@ pub fn spawn_lease_tasks<A: Adapter>(
     if let Err(err) = renewer {
         tracing::error!(error = %err, "could not start the lease thread");
     }
-    // The rare path that needs the sockets stays on the main runtime.
-    let reregister = {
+    // A lost lease is repaired on the main runtime, where the sockets are.
+    let lost = {
         let presence = presence.clone();
-        let io = io.clone();
         tokio::spawn(async move {
             while lost_rx.recv().await.is_some() {
                 tracing::warn!("this instance's lease had expired; re-registering its sockets");
-                match presence.reregister().await {
-                    Ok(back) => {
-                        for user in back {
-                            if let Some(all) = crate::socket::everyone(&io) {
-                                let _ = all.emit("user:online", &UserView::new(&user, true)).await;
-                            }
-                        }
-                    }
-                    Err(err) => tracing::warn!(error = %err, "re-registration failed"),
-                }
+                presence.request_repair();
             }
         })
     };
@@ -155,10 +172,15 @@ pub fn spawn_lease_tasks<A: Adapter>(
                 Ok(gone) => announce_offline(&io, gone).await,
                 Err(err) => tracing::debug!(error = %err, "presence sweep failed"),
             }
+            match presence.repair().await {
+                Ok(Some(repaired)) => announce_repaired(&io, repaired).await,
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "presence repair failed; will retry"),
+            }
         }
     });
     LeaseTasks {
-        tasks: vec![reregister, sweeper],
+        tasks: vec![lost, sweeper],
         stop: Some(stop),
         stopped: Some(stopped),
     }

@@ -39,6 +39,17 @@ impl Presence {
         }
     }
 
+    /// Counts out a socket whose `connect` failed (it may or may not be counted cluster-wide);
+    /// the cluster's presence repair announces what changed.
+    pub async fn forget(&self, user_id: Uuid) {
+        match self {
+            Presence::Local(p) => {
+                p.disconnect(user_id);
+            }
+            Presence::Redis(p) => p.forget(user_id).await,
+        }
+    }
+
     /// Everyone online now.
     pub async fn online_users(&self) -> Result<Vec<User>, AppError> {
         match self {

@@ -62,7 +62,8 @@ pub struct SocketUser {
 enum PresenceState {
     /// Counted by the handshake; `announce` when it was the user's first socket.
     Counted { announce: bool },
-    /// Presence could not be updated (Redis down): nothing to count out later.
+    /// Presence could not be updated (Redis down or slow): counted only on this instance, until
+    /// the presence repair counts it cluster-wide and announces the user.
     Uncounted,
     /// The connect handler ran; `counted` says whether a disconnect must count it out.
     Live { counted: bool },
@@ -149,16 +150,19 @@ async fn on_connect<A: Adapter>(
 
 /// Counts the socket out, if it still counts; `true` when its user just went offline and had
 /// been announced online (a first socket that closes before its connect handler ran was never
-/// announced, so its user leaves silently: observers see online/offline in pairs).
+/// announced, so its user leaves silently: observers see online/offline in pairs). A socket whose
+/// count failed is left to the presence repair, which announces whatever it changes.
 async fn count_out(app: &AppState, me: &SocketUser) -> bool {
     let mut state = me.presence.lock().await;
     let (counted, announced) = match *state {
         PresenceState::Counted { announce } => (true, !announce),
         PresenceState::Live { counted } => (counted, true),
-        PresenceState::Uncounted | PresenceState::Closed => (false, false),
+        PresenceState::Uncounted => (false, false),
+        PresenceState::Closed => return false,
     };
     *state = PresenceState::Closed;
     if !counted {
+        app.presence.forget(me.user.id).await;
         return false;
     }
     match app.presence.disconnect(me.user.id).await {
@@ -183,8 +187,10 @@ fn watch_handshake<A: Adapter>(s: SocketRef<A>, app: AppState, me: SocketUser) {
             return;
         }
         Box::pin(async move {
-            let never_connected =
-                matches!(*me.presence.lock().await, PresenceState::Counted { .. });
+            let never_connected = matches!(
+                *me.presence.lock().await,
+                PresenceState::Counted { .. } | PresenceState::Uncounted
+            );
             if never_connected {
                 tracing::debug!(sid = %s.id, "handshake never completed; counting the socket out");
                 // The user was never announced online by this socket, so no offline either.

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import {
-  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, sleep, withCluster, freePort,
+  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, registerAndLogin, sleep, withCluster, freePort,
 } from '../lib/harness.mjs';
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
 
@@ -101,6 +101,52 @@ describe('a cluster when Redis misbehaves', { skip: RUN ? false : 'set TEST_CLUS
           const ids = (await emitAck(alice.socket, 'user:init', null)).map((u) => u.id);
           return ids.includes(bob.user.id) && ids.includes(alice.user.id);
         }, 'user:init lists both users again after the restart', 20_000, 250);
+      })();
+    } finally {
+      redis.kill('SIGKILL');
+    }
+  });
+
+  test('presence scripts that time out while Redis stalls are repaired and announced once it answers', async () => {
+    const port = await freePort();
+    const redis = await startRedis(port);
+    try {
+      await withCluster(2, { env: { REDIS_URL: `redis://127.0.0.1:${port}` } }, async (w, cluster) => {
+        const [n0, n1] = cluster.urls;
+        const carol = await w.online(randomName('carol'), { url: n1 });
+        const onlines = recordEvents(carol.socket, 'user:online');
+        const offlines = recordEvents(carol.socket, 'user:offline');
+        const erin = await w.online(randomName('erin'), { url: n0 });
+        await eventually(() => onlines.some((u) => u.id === erin.user.id), 'erin is announced online');
+        const dave = await registerAndLogin(n0, randomName('dave'));
+        const onlineIds = async () => (await emitAck(carol.socket, 'user:init', null, 10_000)).map((u) => u.id);
+
+        // Redis stalls (SIGSTOP) longer than the 3 s command timeout: dave's handshake finds its
+        // presence script timing out, and erin's disconnect does too. Both scripts run as soon
+        // as Redis resumes, but their instance never hears the answer.
+        redis.kill('SIGSTOP');
+        let daveSocket;
+        try {
+          erin.socket.close();
+          daveSocket = await w.connect(dave.token, { timeoutMs: 15_000 }, n0);
+          await sleep(500);
+        } finally {
+          redis.kill('SIGCONT');
+        }
+
+        await eventually(() => onlines.some((u) => u.id === dave.user.id),
+          'dave, admitted while Redis stalled, is announced online once it answers', 15_000, 100);
+        await eventually(() => offlines.includes(erin.user.id),
+          'erin, who left while Redis stalled, is announced offline once it answers', 15_000, 100);
+        let ids = await onlineIds();
+        assert.ok(ids.includes(dave.user.id), `user:init lists dave: ${ids}`);
+        assert.ok(!ids.includes(erin.user.id), `user:init no longer lists erin: ${ids}`);
+
+        // The repaired count is exact: dave's last socket closing takes him offline everywhere.
+        daveSocket.close();
+        await eventually(() => offlines.includes(dave.user.id), 'dave is announced offline when he leaves', 15_000, 100);
+        ids = await onlineIds();
+        assert.deepEqual(ids, [carol.user.id], 'only carol is left online');
       })();
     } finally {
       redis.kill('SIGKILL');
