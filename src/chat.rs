@@ -84,8 +84,7 @@ impl Chat {
         let (message, created) = self.writer.write(new).await?;
         if let (true, Some(cache)) = (created, &self.cache) {
             // After the commit, off the ack's path: a slow or absent Redis never delays an ack.
-            let (cache, stored) = (cache.clone(), message.clone());
-            tokio::spawn(async move { cache.push(&stored).await });
+            cache.push(message.clone());
         }
         Ok(Sent { message, created })
     }
@@ -160,9 +159,12 @@ impl Chat {
         Ok((page, has_more))
     }
 
-    /// Waits for sends in flight to be committed (bounded), for a graceful shutdown.
+    /// Waits for sends in flight to be committed and cached (bounded), for a graceful shutdown.
     pub async fn drain(&self, limit: std::time::Duration) {
         self.writer.drain(limit).await;
+        if let Some(cache) = &self.cache {
+            cache.drain(limit).await;
+        }
     }
 
     /// The user's conversations, most recent first.

@@ -7,11 +7,19 @@
 //! floor is set only by a refill from the database, so a flushed or restarted Redis simply misses
 //! and refills; a push that fails drops the floor, so a message missing from the set can never be
 //! served as "complete".
+//!
+//! Pushes are queued to one task that writes whatever has accumulated as one pipeline (one
+//! write, one read, instead of a task and a round trip per message).
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::sync::mpsc;
+
 use chrono::{DateTime, Utc};
-use fred::prelude::{Client, KeysInterface, LuaInterface};
+use fred::{
+    prelude::{Client, ClientLike, KeysInterface, LuaInterface},
+    types::{ClusterHash, CustomCommand},
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +31,11 @@ use crate::{
 
 /// Idle conversations leave the cache after this long.
 const CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Committed messages waiting to be pushed; past this a message is not cached (its
+/// conversation's floor is dropped instead).
+const PUSH_QUEUE: usize = 16_384;
+/// Most pushes in one pipeline.
+const PUSH_BATCH: usize = 256;
 
 /// KEYS: set, floor. ARGV: size, ttl, floor of a refill ('' for a push), then (seq, json)
 /// pairs. Adds the messages, lowers the floor to a refill's, trims the set to `size` and raises
@@ -99,16 +112,25 @@ pub struct HistoryCache {
     keys: Keys,
     size: usize,
     metrics: Arc<Metrics>,
+    /// To the push task; `None` in that task's own copy, so the queue closes with the last handle.
+    pushes: Option<mpsc::Sender<Message>>,
 }
 
 impl HistoryCache {
-    /// A cache of `size` messages per conversation.
+    /// A cache of `size` messages per conversation; starts its push task on the current runtime.
     pub fn new(client: Client, keys: Keys, size: usize, metrics: Arc<Metrics>) -> HistoryCache {
-        HistoryCache {
+        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let cache = HistoryCache {
             client,
             keys,
             size,
             metrics,
+            pushes: None,
+        };
+        tokio::spawn(cache.clone().push_loop(rx));
+        HistoryCache {
+            pushes: Some(tx),
+            ..cache
         }
     }
 
@@ -117,12 +139,8 @@ impl HistoryCache {
         vec![self.keys.history(lo, hi), self.keys.history_floor(lo, hi)]
     }
 
-    async fn store(
-        &self,
-        keys: Vec<String>,
-        floor: Option<i64>,
-        messages: &[Message],
-    ) -> Result<(), fred::error::Error> {
+    /// The arguments of `STORE` for `messages` (and a refill's `floor`).
+    fn store_args(&self, floor: Option<i64>, messages: &[Message]) -> Vec<String> {
         let mut args = vec![
             self.size.to_string(),
             CACHE_TTL.as_secs().to_string(),
@@ -132,38 +150,83 @@ impl HistoryCache {
             args.push(m.seq.to_string());
             args.push(serde_json::to_string(&Cached::from(m)).unwrap_or_default());
         }
-        self.client
-            .eval::<i64, _, _, _>(STORE, keys, args)
-            .await
-            .map(drop)
+        args
     }
 
-    /// Adds a just-committed message. On failure the conversation's floor is dropped (or, if Redis
-    /// is unreachable, expires with the TTL), so the cache misses rather than lies.
-    pub async fn push(&self, message: &Message) {
+    /// Queues a just-committed message for the cache; never waits. If it cannot be cached, the
+    /// conversation's floor is dropped (or, if Redis is unreachable, expires with the TTL), so the
+    /// cache misses rather than lies.
+    pub fn push(&self, message: Message) {
         if self.size == 0 {
             return;
         }
-        let keys = self.conv_keys(message.sender_id, message.receiver_id);
-        if let Err(err) = self
-            .store(keys.clone(), None, std::slice::from_ref(message))
-            .await
-        {
-            tracing::warn!(error = %err, "history cache push failed; invalidating the conversation");
-            inc(&self.metrics.redis_errors);
-            // Keep trying until Redis answers: a floor left in place would claim completeness.
-            let client = self.client.clone();
-            let floor_key = keys[1].clone();
-            tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + CACHE_TTL;
-                while tokio::time::Instant::now() < deadline {
-                    if client.del::<i64, _>(floor_key.clone()).await.is_ok() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            });
+        let Some(queue) = &self.pushes else { return };
+        if let Err(err) = queue.try_send(message) {
+            let message = match err {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            };
+            tracing::warn!("history cache push queue full; invalidating the conversation");
+            self.invalidate(&message);
         }
+    }
+
+    /// Waits (at most `limit`) until every queued push has been written: at shutdown, so the
+    /// cache holds every message this instance committed.
+    pub async fn drain(&self, limit: Duration) {
+        let Some(queue) = &self.pushes else { return };
+        let deadline = tokio::time::Instant::now() + limit;
+        while queue.capacity() < queue.max_capacity() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn push_loop(self, mut queue: mpsc::Receiver<Message>) {
+        let mut batch = Vec::with_capacity(PUSH_BATCH);
+        while queue.recv_many(&mut batch, PUSH_BATCH).await > 0 {
+            let pipeline = self.client.pipeline();
+            for m in &batch {
+                // EVAL script 2 set floor args… (routed by the set's key on a Redis Cluster).
+                let mut args = vec![STORE.to_owned(), "2".to_owned()];
+                args.extend(self.conv_keys(m.sender_id, m.receiver_id));
+                args.extend(self.store_args(None, std::slice::from_ref(m)));
+                let eval = CustomCommand::new("EVAL", ClusterHash::Offset(2), false);
+                // Queued, not sent: a pipeline's commands go out together in `try_all`.
+                let _: Result<(), _> = pipeline.custom(eval, args).await;
+            }
+            let results: Vec<Result<i64, fred::error::Error>> = pipeline.try_all().await;
+            let all_failed = results.len() != batch.len();
+            for (i, m) in batch.iter().enumerate() {
+                let failed = match results.get(i) {
+                    Some(Ok(_)) => all_failed,
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "history cache push failed; invalidating the conversation");
+                        true
+                    }
+                    None => true,
+                };
+                if failed {
+                    inc(&self.metrics.redis_errors);
+                    self.invalidate(m);
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Drops the floor of `message`'s conversation, retrying until Redis answers: a floor left in
+    /// place would claim the cache holds a message it does not.
+    fn invalidate(&self, message: &Message) {
+        let floor_key = self.conv_keys(message.sender_id, message.receiver_id)[1].clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + CACHE_TTL;
+            while tokio::time::Instant::now() < deadline {
+                if client.del::<i64, _>(floor_key.clone()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// Stores the latest page read from the database (oldest first) and marks the cache complete
@@ -177,7 +240,15 @@ impl HistoryCache {
             (true, Some(oldest)) => oldest.seq,
             (true, None) => return,
         };
-        if let Err(err) = self.store(self.conv_keys(a, b), Some(floor), latest).await {
+        let stored = self
+            .client
+            .eval::<i64, _, _, _>(
+                STORE,
+                self.conv_keys(a, b),
+                self.store_args(Some(floor), latest),
+            )
+            .await;
+        if let Err(err) = stored {
             tracing::debug!(error = %err, "history cache refill failed");
         }
     }
