@@ -102,7 +102,7 @@ pub async fn serve(
         store.clone(),
         writer,
         accounts.clone(),
-        cache,
+        cache.clone(),
         config.max_message_chars,
         metrics.clone(),
     );
@@ -130,9 +130,13 @@ pub async fn serve(
             socket::attach(&io)
                 .await
                 .context("could not start the Redis adapter")?;
-            cluster::claim(&presence, &io, config.presence_ttl).await?;
-            let leases =
-                cluster::spawn_lease_tasks(presence.clone(), io.clone(), config.presence_ttl);
+            cluster::claim(&presence, cache.as_ref(), &io, config.presence_ttl).await?;
+            let leases = cluster::spawn_lease_tasks(
+                presence.clone(),
+                cache,
+                io.clone(),
+                config.presence_ttl,
+            );
             tracing::info!(instance = %config.instance_id, prefix = %config.redis_prefix, "cluster mode");
             tokio::spawn(run(
                 listener,

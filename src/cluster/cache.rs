@@ -69,6 +69,18 @@ table.insert(items, 1, floor)
 return items
 "#;
 
+/// `s` with the glob characters of Redis `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[derive(Serialize, Deserialize)]
 struct Cached {
     seq: i64,
@@ -210,6 +222,28 @@ impl HistoryCache {
                 }
             }
             batch.clear();
+        }
+    }
+
+    /// Drops every conversation's floor, so each is read from the database (and refilled) next
+    /// time; returns how many were dropped.
+    pub async fn invalidate_all(&self) -> Result<usize, fred::error::Error> {
+        let pattern = format!("{}*", glob_escape(&self.keys.history_floor_prefix()));
+        let mut cursor = "0".to_owned();
+        let mut dropped = 0;
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .scan_page(cursor, pattern.clone(), Some(1000), None)
+                .await?;
+            if !keys.is_empty() {
+                dropped += keys.len();
+                self.client.unlink::<i64, _>(keys).await?;
+            }
+            if next == "0" {
+                return Ok(dropped);
+            }
+            cursor = next;
         }
     }
 

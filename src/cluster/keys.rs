@@ -62,6 +62,11 @@ impl Keys {
 
     /// The seq from which the cached conversation is complete (0: from its first message).
     pub fn history_floor(&self, lo: Uuid, hi: Uuid) -> String {
-        format!("{}:history-floor:{{{lo}:{hi}}}", self.prefix)
+        format!("{}{{{lo}:{hi}}}", self.history_floor_prefix())
+    }
+
+    /// What every conversation's floor key starts with.
+    pub fn history_floor_prefix(&self) -> String {
+        format!("{}:history-floor:", self.prefix)
     }
 }

@@ -12,13 +12,14 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Client, ClientLike, LuaInterface};
+use fred::prelude::{Client, ClientLike, LuaInterface, SortedSetsInterface};
 use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
+    cache::HistoryCache,
     keys::Keys,
-    presence::{RedisPresence, Repaired},
+    presence::{RedisPresence, Repaired, Swept},
 };
 use crate::{error::AppError, wire::UserView};
 
@@ -77,17 +78,45 @@ async fn renew_with(client: &Client, keys: &Keys, lease: Duration) -> Result<boo
 /// accepting sockets.
 pub async fn claim<A: Adapter>(
     presence: &RedisPresence,
+    cache: Option<&HistoryCache>,
     io: &SocketIo<A>,
     bound: Duration,
 ) -> Result<(), AppError> {
     let timing = Timing::from_bound(bound);
+    // An earlier run that still holds a live-looking lease did not stop cleanly.
+    let earlier: Option<f64> = presence
+        .client()
+        .zscore(presence.keys().leases(), presence.keys().instance())
+        .await
+        .map_err(|e| AppError::Unavailable(format!("redis: {e}")))?;
     // Expire our own old lease (if any) and sweep it like a dead instance's.
     expire(presence)
         .await
         .map_err(|e| AppError::Unavailable(format!("redis: {e}")))?;
-    announce_offline(io, presence.sweep(now_ms()).await?).await;
+    let mut swept = presence.sweep(now_ms()).await?;
+    swept.crashed += usize::from(earlier.is_some_and(|score| score > 0.0));
+    after_sweep(io, cache, swept).await;
     renew(presence, timing.lease).await?;
     Ok(())
+}
+
+/// Announces the users a sweep took offline. If an instance had crashed, the history cache is
+/// invalidated: messages it had committed but not yet pushed to the cache would otherwise be
+/// missing from conversations whose cache still claims to be complete.
+async fn after_sweep<A: Adapter>(io: &SocketIo<A>, cache: Option<&HistoryCache>, swept: Swept) {
+    if swept.crashed > 0
+        && let Some(cache) = cache
+    {
+        match cache.invalidate_all().await {
+            Ok(n) => tracing::warn!(
+                crashed = swept.crashed,
+                conversations = n,
+                "an instance crashed; history cache invalidated (it refills from the database)"
+            ),
+            Err(err) => tracing::warn!(error = %err, "could not invalidate the history cache"),
+        }
+    }
+    announce_offline(io, swept.gone).await;
 }
 
 async fn announce_offline<A: Adapter>(io: &SocketIo<A>, gone: Vec<uuid::Uuid>) {
@@ -129,6 +158,7 @@ async fn announce_repaired<A: Adapter>(io: &SocketIo<A>, repaired: Repaired) {
 /// [`LeaseTasks::stop`] before releasing the lease.
 pub fn spawn_lease_tasks<A: Adapter>(
     presence: RedisPresence,
+    cache: Option<HistoryCache>,
     io: SocketIo<A>,
     bound: Duration,
 ) -> LeaseTasks {
@@ -169,7 +199,7 @@ pub fn spawn_lease_tasks<A: Adapter>(
         loop {
             tick.tick().await;
             match presence.sweep(now_ms()).await {
-                Ok(gone) => announce_offline(&io, gone).await,
+                Ok(swept) => after_sweep(&io, cache.as_ref(), swept).await,
                 Err(err) => tracing::debug!(error = %err, "presence sweep failed"),
             }
             match presence.repair().await {

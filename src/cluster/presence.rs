@@ -43,11 +43,15 @@ return n
 "#;
 
 /// Removes every instance whose lease expired before ARGV[1] (epoch ms), with its sockets;
-/// returns the users who thereby went offline.
+/// returns `{crashed, gone}`: how many of them died without releasing their lease (a released
+/// lease has score 0), and the users who thereby went offline.
 const SWEEP: &str = r#"
-local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'WITHSCORES')
 local gone = {}
-for _, inst in ipairs(dead) do
+local crashed = 0
+for j = 1, #dead, 2 do
+  local inst = dead[j]
+  if tonumber(dead[j + 1]) > 0 then crashed = crashed + 1 end
   local h = ARGV[2] .. inst
   local entries = redis.call('HGETALL', h)
   for i = 1, #entries, 2 do
@@ -62,7 +66,7 @@ for _, inst in ipairs(dead) do
   redis.call('DEL', h)
   redis.call('ZREM', KEYS[3], inst)
 end
-return gone
+return {crashed, gone}
 "#;
 
 /// Makes this instance's counts exactly its sockets: ARGV[1] = n, then n triples (user id,
@@ -141,6 +145,15 @@ struct PendingRepair {
     uncertain: HashSet<Uuid>,
     /// No repair before this instant.
     not_before: Option<Instant>,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Instances that died without releasing their lease (crashed, killed, cut off).
+    pub crashed: usize,
+    /// Users who went offline with them.
+    pub gone: Vec<Uuid>,
 }
 
 /// What a repair changed: who is to be announced online and offline.
@@ -310,14 +323,14 @@ impl RedisPresence {
             .collect())
     }
 
-    /// Removes expired instances; returns the users who went offline with them.
-    pub(super) async fn sweep(&self, now_ms: i64) -> Result<Vec<Uuid>, AppError> {
+    /// Removes expired instances; returns how many had crashed and the users who went offline.
+    pub(super) async fn sweep(&self, now_ms: i64) -> Result<Swept, AppError> {
         let keys = vec![
             self.keys.presence_counts(),
             self.keys.presence_users(),
             self.keys.leases(),
         ];
-        let gone: Vec<String> = self
+        let (crashed, gone): (i64, Vec<String>) = self
             .client
             .eval(
                 SWEEP,
@@ -326,10 +339,13 @@ impl RedisPresence {
             )
             .await
             .map_err(redis_err)?;
-        Ok(gone
-            .iter()
-            .filter_map(|g| Uuid::parse_str(g).ok())
-            .collect())
+        Ok(Swept {
+            crashed: crashed.max(0) as usize,
+            gone: gone
+                .iter()
+                .filter_map(|g| Uuid::parse_str(g).ok())
+                .collect(),
+        })
     }
 
     /// Sets this instance's counts in Redis to its real sockets, if a repair is due (a script

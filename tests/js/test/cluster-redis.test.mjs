@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import {
-  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, registerAndLogin, sleep, withCluster, freePort,
+  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, redisCommand, registerAndLogin, sleep, withCluster, freePort,
 } from '../lib/harness.mjs';
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
 
@@ -152,6 +152,27 @@ describe('a cluster when Redis misbehaves', { skip: RUN ? false : 'set TEST_CLUS
       redis.kill('SIGKILL');
     }
   });
+
+  test('a crashed instance makes the survivors invalidate the history cache, which refills complete', withCluster(2, { env: { ...ROOMY, PRESENCE_TTL_SECS: '4' } }, async (w, cluster) => {
+    // A crash can fall between a message's commit (and ack) and its push to the cache; that
+    // window is microseconds wide, so this test checks the guard itself: once the dead
+    // instance's lease is swept, no conversation's cache claims to be complete any more.
+    const [n0, n1] = cluster.urls;
+    const alice = await w.online(randomName('alice'), { url: n0 });
+    const bob = await w.online(randomName('bob'), { url: n1 });
+    const sent = [];
+    for (let i = 0; i < 6; i++) sent.push((await send(alice.socket, bob.user.id, `m${i}`)).id);
+    const history = async () => (await emitAck(bob.socket, 'message:history', { receiverId: alice.user.id, limit: 50 })).map((m) => m.id);
+    assert.deepEqual(await history(), sent, 'history before the crash');
+    const floors = async () => (await redisCommand('KEYS', `${cluster.redisPrefix}:history-floor:*`)).length;
+    await eventually(async () => (await floors()) === 1, 'the conversation is cached (its floor is set)');
+
+    cluster.nodes[0].kill();
+    await eventually(async () => (await floors()) === 0,
+      'the survivor invalidates the cache once the dead lease is swept', 15_000, 200);
+    assert.deepEqual(await history(), sent, 'history after the crash is complete (read from PostgreSQL)');
+    await eventually(async () => (await floors()) === 1, 'and the cache refills');
+  }));
 
   test('history stays complete when the cache evicts and when Redis is flushed', withCluster(2, { env: { ...ROOMY, HISTORY_CACHE_SIZE: '10' } }, async (w, cluster) => {
     const [n0, n1] = cluster.urls;
