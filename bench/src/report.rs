@@ -819,11 +819,17 @@ fn ramp_series(v: Option<&Value>, y: &[&str], name: &str, color: &'static str) -
     let steps = v?.get("steps")?.as_array()?;
     let mut points = Vec::new();
     let mut hollow = Vec::new();
+    let mut rows = Vec::new();
     for s in steps {
         if let (Some(x), Some(yv)) = (num(Some(s), &["offered_per_sec"]), num(Some(s), y)) {
-            points.push((x, yv.max(0.001)));
-            hollow.push(s["pass"].as_bool() != Some(true));
+            rows.push((x, yv.max(0.001), s["pass"].as_bool() != Some(true)));
         }
+    }
+    // Bisection steps come after the step that failed: plot in order of the offered rate.
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (x, yv, failed) in rows {
+        points.push((x, yv));
+        hollow.push(failed);
     }
     (!points.is_empty()).then(|| Series {
         name: name.into(),
@@ -957,7 +963,9 @@ The generator (`bench/`, crate `nexus-bench`) speaks Engine.IO v4 / Socket.IO v5
 - **ramp** — the dm scenario in steps (×1.5 each, same sockets); a step passes when p99 delivery ≤
   the bound, nothing is lost and no ack is an error. A failed step is run once more before it
   counts (the machine is shared); when the very first step fails, the rate is halved until one
-  passes. The maximum sustainable rate is the highest passing step.
+  passes. After the first failure, two more steps bisect (geometrically) between the last rate
+  that passed and the lowest that failed, so the result is within ~11%, not one ×1.5 step. The
+  maximum sustainable rate is the highest passing step.
 - **storm** — N distinct users connect evenly within T seconds; every connect broadcasts
   `user:online` to everyone already online (≈N²/2 frames). Settled = every connect done and no
   presence event for 1 s; CPU is counted from the first connect to that moment.

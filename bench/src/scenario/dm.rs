@@ -68,6 +68,11 @@ pub struct RampArgs {
     /// When the first step fails, rates are halved down to this one.
     #[arg(long, default_value_t = 25.0)]
     min_rate: f64,
+    /// After the first failed step, this many more steps bisect (geometrically) between the last
+    /// rate that passed and the lowest that failed, so the result is not quantised to `factor`
+    /// (two steps at factor 1.5: within 11%).
+    #[arg(long, default_value_t = 2)]
+    refine: u32,
     /// A step passes while p99 delivery stays at or below this many milliseconds.
     #[arg(long, default_value_t = 50.0)]
     p99_bound_ms: f64,
@@ -535,6 +540,12 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The geometric middle of two rates, if it differs from both once rounded.
+fn midpoint(lo: f64, hi: f64) -> Option<f64> {
+    let mid = (lo * hi).sqrt().round();
+    (mid > lo && mid < hi).then_some(mid)
+}
+
 fn count_lost(t: &Tracker, from: u64, to: u64) -> u64 {
     t.slots[from as usize..to as usize]
         .iter()
@@ -570,6 +581,8 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
     let mut rate = a.start.round();
     let mut probing_down = false;
     let mut retried: Option<f64> = None;
+    // (highest rate that passed, lowest that failed, bisection steps left) once a step failed.
+    let mut bisect: Option<(f64, f64, u32)> = None;
     for i in 0..max_phases {
         ctx.wait_for_quiet_servers().await;
         let before = ctx.sample();
@@ -603,6 +616,36 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
             if pass { "pass" } else { "FAIL" }
         );
         steps.push(step);
+        let why = if lost > 0 {
+            format!("{lost} messages lost at {rate} msg/s")
+        } else if errors > 0 {
+            format!("{errors} error acks at {rate} msg/s")
+        } else {
+            format!(
+                "p99 delivery {p99} ms > {} ms at {rate} msg/s",
+                a.p99_bound_ms
+            )
+        };
+        if let Some((lo, hi, left)) = bisect {
+            let (lo, hi) = if pass { (rate, hi) } else { (lo, rate) };
+            if pass {
+                best = Some(best.map_or(rate, |b: f64| b.max(rate)));
+            } else if retried != Some(rate) && a.retries > 0 {
+                retried = Some(rate);
+                eprintln!("[{}] ramp: retrying {rate} msg/s once", ctx.side);
+                continue;
+            } else {
+                stopped_by = why;
+            }
+            match midpoint(lo, hi) {
+                Some(mid) if left > 0 => {
+                    bisect = Some((lo, hi, left - 1));
+                    rate = mid;
+                    continue;
+                }
+                _ => break,
+            }
+        }
         if pass {
             best = Some(best.map_or(rate, |b: f64| b.max(rate)));
             if probing_down {
@@ -617,16 +660,6 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
                 }
             }
         } else {
-            let why = if lost > 0 {
-                format!("{lost} messages lost at {rate} msg/s")
-            } else if errors > 0 {
-                format!("{errors} error acks at {rate} msg/s")
-            } else {
-                format!(
-                    "p99 delivery {p99} ms > {} ms at {rate} msg/s",
-                    a.p99_bound_ms
-                )
-            };
             // One bad step can be a hiccup of a shared machine: a failed rate is tried once more.
             if retried != Some(rate) && a.retries > 0 {
                 retried = Some(rate);
@@ -642,6 +675,14 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
                 rate = (rate / 2.0).round();
                 continue;
             }
+            // Narrow the gap between the last rate that passed and this one.
+            if let (Some(lo), false, true) = (best, probing_down, a.refine > 0)
+                && let Some(mid) = midpoint(lo, rate)
+            {
+                bisect = Some((lo, rate, a.refine - 1));
+                rate = mid;
+                continue;
+            }
             break;
         }
     }
@@ -650,7 +691,7 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
     }
     let result = json!({
         "params": { "start": a.start, "factor": a.factor, "max": a.max, "step_secs": a.step_secs,
-                    "p99_bound_ms": a.p99_bound_ms, "min_rate": a.min_rate, "retries": a.retries, "senders": fleet.txs.len(),
+                    "p99_bound_ms": a.p99_bound_ms, "min_rate": a.min_rate, "retries": a.retries, "refine": a.refine, "senders": fleet.txs.len(),
                     "content_bytes": a.shape.content_bytes },
         "max_sustainable_per_sec": best,
         "stopped_by": stopped_by,
@@ -668,6 +709,12 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bisection_narrows_between_a_pass_and_a_fail() {
+        assert_eq!(midpoint(7689.0, 11533.0), Some(9417.0));
+        assert_eq!(midpoint(100.0, 101.0), None);
+    }
 
     #[test]
     fn the_slot_is_read_back_from_a_delivered_message() {
