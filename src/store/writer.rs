@@ -181,3 +181,30 @@ async fn commit(store: &Store, jobs: Vec<Job>, metrics: &Metrics) -> Option<Stor
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn small_batches_linger_only_under_sustained_load() {
+        let mut arrivals = ArrivalRate::new();
+        assert!(!arrivals.busy(), "a new writer commits at once");
+
+        // 50 messages in a 100 ms window: 500/s, below the rate.
+        tokio::time::advance(RATE_WINDOW).await;
+        arrivals.record(50);
+        assert!(!arrivals.busy());
+
+        // 150 in the next window: 1,500/s.
+        tokio::time::advance(RATE_WINDOW).await;
+        arrivals.record(150);
+        assert!(arrivals.busy(), "sustained load lingers");
+
+        // The load stops: after two quiet windows the next message commits at once.
+        tokio::time::advance(RATE_WINDOW * 2).await;
+        assert!(!arrivals.busy());
+        arrivals.record(1);
+        assert!(!arrivals.busy());
+    }
+}
