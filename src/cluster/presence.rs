@@ -15,7 +15,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use fred::prelude::{Client, HashesInterface, LuaInterface};
+use fred::prelude::{Client, ClientLike, HashesInterface, LuaInterface};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -352,6 +352,10 @@ impl RedisPresence {
     /// failed, or the lease was lost) and presence has been quiet long enough; returns who is to
     /// be announced, or `None` when nothing was due.
     pub(super) async fn repair(&self) -> Result<Option<Repaired>, AppError> {
+        // While Redis is unreachable a repair would only hold up connects until it timed out.
+        if !self.client.is_connected() {
+            return Ok(None);
+        }
         let uncertain = {
             let mut pending = self.pending();
             let due = pending.requested && pending.not_before.is_none_or(|t| Instant::now() >= t);
