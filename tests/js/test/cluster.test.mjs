@@ -26,6 +26,9 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     const inboxes = sockets.map((s) => recordEvents(s, 'message:new'));
 
     const there = await send(alice.sockets[0], bob.user.id, 'from node0 to node1');
+    // Bob answers once he has it, as a person would: a reply sent before the first message reached
+    // his instance may overtake it there (no order holds across senders and instances).
+    await eventually(() => inboxes.every((l) => l.length >= 1), 'every tab gets the first message', 10_000);
     const back = await send(bob.sockets[0], alice.user.id, 'from node1 to node0');
     await eventually(() => inboxes.every((l) => l.length >= 2), 'every tab gets both messages', 10_000);
     await sleep(QUIET_MS);
