@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import {
-  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, redisCommand, registerAndLogin, sleep, withCluster, freePort,
+  deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, redisCommand, registerAndLogin, sleep, waitForEvent, withCluster, freePort,
 } from '../lib/harness.mjs';
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
 
@@ -172,6 +172,26 @@ describe('a cluster when Redis misbehaves', { skip: RUN ? false : 'set TEST_CLUS
       'the survivor invalidates the cache once the dead lease is swept', 15_000, 200);
     assert.deepEqual(await history(), sent, 'history after the crash is complete (read from PostgreSQL)');
     await eventually(async () => (await floors()) === 1, 'and the cache refills');
+  }));
+
+  test('read your writes: a message is in history as soon as its ack or message:new arrives', withCluster(2, { env: ROOMY }, async (w, cluster) => {
+    const [n0, n1] = cluster.urls;
+    const alice = await w.online(randomName('alice'), { url: n0 });
+    const bob = await w.online(randomName('bob'), { url: n1 });
+    const latest = async (socket, peer) => (await emitAck(socket, 'message:history', { receiverId: peer, limit: 1 })).map((m) => m.id);
+    await latest(alice.socket, bob.user.id); // the conversation is cached from here on
+    const misses = [];
+    for (let i = 0; i < 200; i++) {
+      const arrived = waitForEvent(bob.socket, 'message:new', (m) => m.content === `rw${i}`);
+      const [mine, theirs] = await Promise.all([
+        // The sender asks at once after the ack, the receiver at once after message:new.
+        send(alice.socket, bob.user.id, `rw${i}`).then(async (m) => ({ id: m.id, seen: await latest(alice.socket, bob.user.id) })),
+        arrived.then(async (m) => ({ id: m.id, seen: await latest(bob.socket, alice.user.id) })),
+      ]);
+      if (mine.seen[0] !== mine.id) misses.push(`sender, message ${i}`);
+      if (theirs.seen[0] !== theirs.id) misses.push(`receiver, message ${i}`);
+    }
+    assert.deepEqual(misses, [], 'history never lags behind an ack or a message:new');
   }));
 
   test('history stays complete when the cache evicts and when Redis is flushed', withCluster(2, { env: { ...ROOMY, HISTORY_CACHE_SIZE: '10' } }, async (w, cluster) => {
