@@ -83,8 +83,9 @@ impl Chat {
         let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
         let (message, created) = self.writer.write(new).await?;
         if let (true, Some(cache)) = (created, &self.cache) {
-            // After the commit, off the ack's path: a slow or absent Redis never delays an ack.
-            cache.push(message.clone());
+            // After the commit and before the ack and message:new, so that whoever hears of the
+            // message finds it in history; a slow Redis delays the ack by at most PUSH_WAIT.
+            cache.push(message.clone()).await;
         }
         Ok(Sent { message, created })
     }
