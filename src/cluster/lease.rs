@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use fred::prelude::{Client, ClientLike, LuaInterface, SortedSetsInterface};
 use socketioxide::{SocketIo, adapter::Adapter};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::{
     cache::HistoryCache,
@@ -163,11 +163,11 @@ pub fn spawn_lease_tasks<A: Adapter>(
     bound: Duration,
 ) -> LeaseTasks {
     let timing = Timing::from_bound(bound);
-    let (lost_tx, mut lost_rx) = mpsc::unbounded_channel::<()>();
     let (stop, stop_rx) = watch::channel(());
     let (stopped_tx, stopped) = oneshot::channel();
     let client = presence.client().clone_new();
     let keys = presence.keys().clone();
+    let owner = presence.clone();
     let renewer = std::thread::Builder::new()
         .name("nexus-lease".into())
         .spawn(move || {
@@ -175,7 +175,7 @@ pub fn spawn_lease_tasks<A: Adapter>(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(renew_loop(client, keys, timing, lost_tx, stop_rx)),
+                Ok(rt) => rt.block_on(renew_loop(client, keys, timing, owner, stop_rx)),
                 Err(err) => tracing::error!(error = %err, "could not start the lease thread"),
             }
             let _ = stopped_tx.send(());
@@ -183,16 +183,6 @@ pub fn spawn_lease_tasks<A: Adapter>(
     if let Err(err) = renewer {
         tracing::error!(error = %err, "could not start the lease thread");
     }
-    // A lost lease is repaired on the main runtime, where the sockets are.
-    let lost = {
-        let presence = presence.clone();
-        tokio::spawn(async move {
-            while lost_rx.recv().await.is_some() {
-                tracing::warn!("this instance's lease had expired; re-registering its sockets");
-                presence.request_repair();
-            }
-        })
-    };
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(timing.sweep_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -210,19 +200,20 @@ pub fn spawn_lease_tasks<A: Adapter>(
         }
     });
     LeaseTasks {
-        tasks: vec![lost, sweeper],
+        sweeper,
         stop: Some(stop),
         stopped: Some(stopped),
     }
 }
 
-/// Renews the lease every `renew_every` until `stop` is dropped; tells `lost` when the lease had
-/// expired before a renewal.
+/// Renews the lease every `renew_every` until `stop` is dropped. A lease that had expired before
+/// a renewal was swept with this instance's sockets: `presence` is asked for a repair, which the
+/// sweep tick on the main runtime carries out.
 async fn renew_loop(
     client: Client,
     keys: Keys,
     timing: Timing,
-    lost: mpsc::UnboundedSender<()>,
+    presence: RedisPresence,
     mut stop: watch::Receiver<()>,
 ) {
     if let Err(err) = client.init().await {
@@ -238,7 +229,8 @@ async fn renew_loop(
         match renew_with(&client, &keys, timing.lease).await {
             Ok(true) => {}
             Ok(false) => {
-                let _ = lost.send(());
+                tracing::warn!("this instance's lease had expired; re-registering its sockets");
+                presence.request_repair();
             }
             Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
         }
@@ -248,7 +240,7 @@ async fn renew_loop(
 
 /// The lease loops of a running instance.
 pub struct LeaseTasks {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
     stop: Option<watch::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
 }
@@ -266,9 +258,7 @@ impl LeaseTasks {
 
 impl Drop for LeaseTasks {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.sweeper.abort();
     }
 }
 
