@@ -14,14 +14,21 @@
 //! message finds it in history at once: under CI load, a receiver asking for history right after
 //! `message:new` missed the newest message 5 times in 200 when the push was not awaited.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use chrono::{DateTime, Utc};
 use fred::{
     prelude::{Client, ClientLike, KeysInterface, LuaInterface},
-    types::{ClusterHash, CustomCommand},
+    types::{ClusterHash, CustomCommand, Value},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -135,18 +142,60 @@ pub struct HistoryCache {
     metrics: Arc<Metrics>,
     /// To the push task; `None` in that task's own copy, so the queue closes with the last handle.
     pushes: Option<mpsc::Sender<Push>>,
+    /// Pushes queued or being written.
+    in_flight: Arc<AtomicUsize>,
+    invalidations: Arc<Invalidations>,
+}
+
+/// Floor keys to delete, retried until Redis answers: a floor left in place would claim the cache
+/// holds a message it does not. One set and one task, however many pushes fail during an outage.
+#[derive(Default)]
+struct Invalidations {
+    floors: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Invalidations {
+    fn floors(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.floors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn run(self: Arc<Self>, client: Client) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let floors: Vec<String> = self.floors().iter().cloned().collect();
+                if floors.is_empty() {
+                    break;
+                }
+                match client.del::<i64, _>(floors.clone()).await {
+                    Ok(_) => {
+                        let mut pending = self.floors();
+                        for floor in &floors {
+                            pending.remove(floor);
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+        }
+    }
 }
 
 impl HistoryCache {
     /// A cache of `size` messages per conversation; starts its push task on the current runtime.
     pub fn new(client: Client, keys: Keys, size: usize, metrics: Arc<Metrics>) -> HistoryCache {
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let invalidations = Arc::new(Invalidations::default());
+        tokio::spawn(invalidations.clone().run(client.clone()));
         let cache = HistoryCache {
             client,
             keys,
             size,
             metrics,
             pushes: None,
+            in_flight: Arc::default(),
+            invalidations,
         };
         tokio::spawn(cache.clone().push_loop(rx));
         HistoryCache {
@@ -184,7 +233,9 @@ impl HistoryCache {
         }
         let Some(queue) = &self.pushes else { return };
         let (done, written) = oneshot::channel();
+        self.in_flight.fetch_add(1, Relaxed);
         if let Err(err) = queue.try_send((message, done)) {
+            self.in_flight.fetch_sub(1, Relaxed);
             let (message, _) = match err {
                 mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
             };
@@ -200,9 +251,8 @@ impl HistoryCache {
     /// Waits (at most `limit`) until every queued push has been written: at shutdown, so the
     /// cache holds every message this instance committed.
     pub async fn drain(&self, limit: Duration) {
-        let Some(queue) = &self.pushes else { return };
         let deadline = tokio::time::Instant::now() + limit;
-        while queue.capacity() < queue.max_capacity() && tokio::time::Instant::now() < deadline {
+        while self.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -213,9 +263,10 @@ impl HistoryCache {
             let pipeline = self.client.pipeline();
             for (m, _) in &batch {
                 // EVAL script 2 set floor args… (routed by the set's key on a Redis Cluster).
-                let mut args = vec![STORE.to_owned(), "2".to_owned()];
-                args.extend(self.conv_keys(m.sender_id, m.receiver_id));
-                args.extend(self.store_args(None, std::slice::from_ref(m)));
+                let mut args = vec![Value::from_static_str(STORE), Value::from_static_str("2")];
+                let keys = self.conv_keys(m.sender_id, m.receiver_id);
+                let argv = self.store_args(None, std::slice::from_ref(m));
+                args.extend(keys.into_iter().chain(argv).map(Value::from));
                 let eval = CustomCommand::new("EVAL", ClusterHash::Offset(2), false);
                 // Queued, not sent: a pipeline's commands go out together in `try_all`.
                 let _: Result<(), _> = pipeline.custom(eval, args).await;
@@ -236,6 +287,7 @@ impl HistoryCache {
                     self.invalidate(&m);
                 }
                 let _ = done.send(());
+                self.in_flight.fetch_sub(1, Relaxed);
             }
         }
     }
@@ -262,20 +314,13 @@ impl HistoryCache {
         }
     }
 
-    /// Drops the floor of `message`'s conversation, retrying until Redis answers: a floor left in
-    /// place would claim the cache holds a message it does not.
+    /// Drops the floor of `message`'s conversation (in the background, until Redis answers).
     fn invalidate(&self, message: &Message) {
-        let floor_key = self.conv_keys(message.sender_id, message.receiver_id)[1].clone();
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + CACHE_TTL;
-            while tokio::time::Instant::now() < deadline {
-                if client.del::<i64, _>(floor_key.clone()).await.is_ok() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        let (lo, hi) = conversation_key(message.sender_id, message.receiver_id);
+        self.invalidations
+            .floors()
+            .insert(self.keys.history_floor(lo, hi));
+        self.invalidations.wake.notify_one();
     }
 
     /// Stores the latest page read from the database (oldest first) and marks the cache complete
