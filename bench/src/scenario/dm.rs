@@ -616,27 +616,31 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
             if pass { "pass" } else { "FAIL" }
         );
         steps.push(step);
-        let why = if lost > 0 {
-            format!("{lost} messages lost at {rate} msg/s")
-        } else if errors > 0 {
-            format!("{errors} error acks at {rate} msg/s")
+        if pass {
+            best = Some(best.map_or(rate, |b: f64| b.max(rate)));
         } else {
-            format!(
-                "p99 delivery {p99} ms > {} ms at {rate} msg/s",
-                a.p99_bound_ms
-            )
-        };
-        if let Some((lo, hi, left)) = bisect {
-            let (lo, hi) = if pass { (rate, hi) } else { (lo, rate) };
-            if pass {
-                best = Some(best.map_or(rate, |b: f64| b.max(rate)));
-            } else if retried != Some(rate) && a.retries > 0 {
+            // One bad step can be a hiccup of a shared machine: a failed rate is tried once more.
+            if retried != Some(rate) && a.retries > 0 {
                 retried = Some(rate);
                 eprintln!("[{}] ramp: retrying {rate} msg/s once", ctx.side);
                 continue;
-            } else {
-                stopped_by = why;
             }
+            if !probing_down {
+                stopped_by = if lost > 0 {
+                    format!("{lost} messages lost at {rate} msg/s")
+                } else if errors > 0 {
+                    format!("{errors} error acks at {rate} msg/s")
+                } else {
+                    format!(
+                        "p99 delivery {p99} ms > {} ms at {rate} msg/s",
+                        a.p99_bound_ms
+                    )
+                };
+            }
+        }
+        // Bisecting: move the bound this step settled, then try the middle of what is left.
+        if let Some((lo, hi, left)) = bisect {
+            let (lo, hi) = if pass { (rate, hi) } else { (lo, rate) };
             match midpoint(lo, hi) {
                 Some(mid) if left > 0 => {
                     bisect = Some((lo, hi, left - 1));
@@ -647,7 +651,6 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
             }
         }
         if pass {
-            best = Some(best.map_or(rate, |b: f64| b.max(rate)));
             if probing_down {
                 break;
             }
@@ -660,15 +663,6 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
                 }
             }
         } else {
-            // One bad step can be a hiccup of a shared machine: a failed rate is tried once more.
-            if retried != Some(rate) && a.retries > 0 {
-                retried = Some(rate);
-                eprintln!("[{}] ramp: retrying {rate} msg/s once", ctx.side);
-                continue;
-            }
-            if !probing_down {
-                stopped_by = why;
-            }
             // Nothing passed yet: halve the rate to find what is sustainable at all.
             if best.is_none() && (rate / 2.0).round() >= a.min_rate {
                 probing_down = true;
