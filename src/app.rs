@@ -1,5 +1,5 @@
-//! Application state and start-up: builds every service from a [`Config`], picks the adapter
-//! (in-process or Redis) once, and serves HTTP and Socket.io on one port until a signal arrives.
+//! Start-up and shutdown: builds every service from a [`Config`], decides the [`Mode`] once, and
+//! serves HTTP and Socket.io on one port until a signal arrives; then drains what is in flight.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -12,35 +12,16 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::{
     auth::{self, Accounts},
     chat::Chat,
-    cluster::{self, Cluster, HistoryCache, RedisPresence},
     config::Config,
     http,
+    limits::HandshakeGate,
     metrics::Metrics,
-    presence::{LocalPresence, Presence},
-    socket::{self, HandshakeGate},
+    mode::Mode,
+    presence::{Presence, Upkeep},
+    socket,
+    state::AppState,
     store::{Store, writer::MessageWriter},
 };
-
-/// Shared state of the HTTP handlers and Socket.io handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// Accounts and tokens.
-    pub accounts: Arc<Accounts>,
-    /// Sending and reading messages.
-    pub chat: Arc<Chat>,
-    /// Who is online.
-    pub presence: Presence,
-    /// The database (for readiness).
-    pub store: Store,
-    /// Redis, in cluster mode.
-    pub cluster: Option<Cluster>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Handshakes in progress per client address.
-    pub handshakes: Arc<HandshakeGate>,
-}
 
 /// Connects to the database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -82,27 +63,12 @@ pub async fn serve(
     );
     let metrics = Arc::new(Metrics::default());
     let writer = MessageWriter::spawn(store.clone(), metrics.clone());
-    let cluster = match &config.redis_url {
-        Some(url) => Some(Cluster::connect(url, &config.redis_prefix, &config.instance_id).await?),
-        None => None,
-    };
-    let (presence, cache) = match &cluster {
-        Some(c) => (
-            Presence::Redis(RedisPresence::new(c.client.clone(), c.keys.clone())),
-            Some(HistoryCache::new(
-                c.client.clone(),
-                c.keys.clone(),
-                config.history_cache_size,
-                metrics.clone(),
-            )),
-        ),
-        None => (Presence::Local(LocalPresence::default()), None),
-    };
+    let mode = Mode::start(&config, &metrics).await?;
     let chat = Chat::new(
         store.clone(),
         writer,
         accounts.clone(),
-        cache.clone(),
+        mode.clone(),
         config.max_message_chars,
         metrics.clone(),
     );
@@ -110,9 +76,9 @@ pub async fn serve(
         config: config.clone(),
         accounts,
         chat: Arc::new(chat),
-        presence: presence.clone(),
+        presence: Presence::for_mode(&mode),
         store,
-        cluster: cluster.clone(),
+        mode: mode.clone(),
         metrics,
         handshakes: Arc::new(HandshakeGate::new(config.max_handshakes_per_ip)),
     };
@@ -121,8 +87,13 @@ pub async fn serve(
     let addr = listener.local_addr()?;
 
     let builder = socket_builder(&config).with_state(state.clone());
-    let done = match (cluster, presence) {
-        (Some(cluster), Presence::Redis(presence)) => {
+    let done = match &mode {
+        Mode::Embedded => {
+            let (layer, io) = builder.build_layer();
+            socket::attach(&io);
+            start(listener, state, layer, io, shutdown).await?
+        }
+        Mode::Cluster(cluster) => {
             let adapter = cluster.adapter().await?;
             let (layer, io) = builder
                 .with_adapter::<FredAdapter<_>>(adapter)
@@ -130,36 +101,17 @@ pub async fn serve(
             socket::attach(&io)
                 .await
                 .context("could not start the Redis adapter")?;
-            cluster::claim(&presence, cache.as_ref(), &io, config.presence_ttl).await?;
-            let leases = cluster::spawn_lease_tasks(
-                presence.clone(),
-                cache,
-                io.clone(),
-                config.presence_ttl,
-            );
             tracing::info!(instance = %config.instance_id, prefix = %config.redis_prefix, "cluster mode");
-            tokio::spawn(run(
-                listener,
-                state,
-                layer,
-                io,
-                shutdown,
-                Some((presence, leases)),
-            ))
-        }
-        _ => {
-            let (layer, io) = builder.build_layer();
-            socket::attach(&io);
-            tokio::spawn(run(listener, state, layer, io, shutdown, None))
+            start(listener, state, layer, io, shutdown).await?
         }
     };
-    tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), "listening");
+    tracing::info!(%addr, instance = %config.instance_id, backend = config.database_kind(), mode = mode.name(), "listening");
     Ok(Running { addr, done })
 }
 
 /// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`). tokio's
-/// default is 1,024; a connect storm on a busy machine (the benchmark's 10,000 users in 10 s) can
-/// outrun `accept` for a moment, and an overflowing queue turns into slow or failed connects.
+/// default is 1,024; a connect storm on a busy machine can outrun `accept` for a moment, and an
+/// overflowing queue turns into slow or failed connects.
 const ACCEPT_BACKLOG: u32 = 4096;
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -186,13 +138,31 @@ fn socket_builder(config: &Config) -> SocketIoBuilder {
         .ws_read_buffer_size(1024)
 }
 
-async fn run<A: Adapter>(
+/// Starts presence's upkeep (in cluster mode: claims this instance's lease), then serves on a task
+/// of its own.
+async fn start<A: Adapter>(
     listener: TcpListener,
     state: AppState,
     layer: SocketIoLayer<A>,
     io: SocketIo<A>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    cluster: Option<(RedisPresence, cluster::LeaseTasks)>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let upkeep = state
+        .presence
+        .start_upkeep(&io, state.mode.history_cache(), state.config.presence_ttl)
+        .await?;
+    Ok(tokio::spawn(run(
+        listener, state, layer, io, upkeep, shutdown,
+    )))
+}
+
+async fn run<A: Adapter>(
+    listener: TcpListener,
+    state: AppState,
+    layer: SocketIoLayer<A>,
+    io: SocketIo<A>,
+    upkeep: Upkeep,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
     let chat = state.chat.clone();
@@ -221,10 +191,7 @@ async fn run<A: Adapter>(
     .await
     .context("server error")?;
     chat.drain(Duration::from_secs(10)).await;
-    if let Some((presence, leases)) = cluster {
-        leases.stop().await;
-        cluster::release(&presence).await;
-    }
+    upkeep.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

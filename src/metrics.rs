@@ -60,17 +60,29 @@ const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.
 
 /// Everything `/metrics` reports, besides the presence count it reads at scrape time.
 pub struct Metrics {
+    /// Sockets connected to this instance now.
     pub sockets_connected: AtomicI64,
+    /// `message:send`s that passed validation.
     pub messages_accepted: AtomicU64,
+    /// Messages this instance committed.
     pub messages_stored: AtomicU64,
+    /// `message:new` fan-outs started.
     pub messages_delivered: AtomicU64,
+    /// Seconds from receiving a send to its ack.
     pub ack_latency: Histogram,
+    /// Messages per group commit.
     pub commit_batch: Histogram,
+    /// Redis operations that failed.
     pub redis_errors: AtomicU64,
+    /// Database operations that failed or timed out.
     pub database_errors: AtomicU64,
+    /// Sends refused by the rate limit.
     pub rate_limited: AtomicU64,
+    /// Handshakes refused (token, caps).
     pub handshakes_refused: AtomicU64,
+    /// Logins answered 429.
     pub logins_throttled: AtomicU64,
+    /// Sockets disconnected because they could not take what was sent to them.
     pub slow_consumers_disconnected: AtomicU64,
 }
 

@@ -15,9 +15,13 @@ fn iso_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
+    /// `id`.
     pub id: Uuid,
+    /// `username`.
     pub username: String,
+    /// `status`: "online" or "offline".
     pub status: &'static str,
+    /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
     pub created_at: DateTime<Utc>,
 }
@@ -38,10 +42,15 @@ impl UserView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
+    /// `id`.
     pub id: Uuid,
+    /// `content`, as sent.
     pub content: String,
+    /// `senderId`.
     pub sender_id: Uuid,
+    /// `receiverId`.
     pub receiver_id: Uuid,
+    /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
     pub created_at: DateTime<Utc>,
 }
@@ -62,8 +71,10 @@ impl From<&Message> for MessageView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewMessageEvent {
+    /// The message's own keys.
     #[serde(flatten)]
     pub message: MessageView,
+    /// `senderUsername`.
     pub sender_username: String,
 }
 
@@ -71,7 +82,9 @@ pub struct NewMessageEvent {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
+    /// `messages`, oldest first.
     pub messages: Vec<MessageView>,
+    /// `hasMore`: older (or, for sync, newer) messages exist.
     pub has_more: bool,
 }
 
@@ -88,8 +101,11 @@ impl MessagePage {
 /// The peer of a conversation in `GET /api/conversations`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerView {
+    /// `id`.
     pub id: Uuid,
+    /// `username`.
     pub username: String,
+    /// `online`.
     pub online: bool,
 }
 
@@ -97,7 +113,9 @@ pub struct PeerView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationView {
+    /// `peer`.
     pub peer: PeerView,
+    /// `lastMessage`.
     pub last_message: MessageView,
 }
 
@@ -105,8 +123,11 @@ pub struct ConversationView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MeView {
+    /// `id`.
     pub id: Uuid,
+    /// `username`.
     pub username: String,
+    /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
     pub created_at: DateTime<Utc>,
 }

@@ -1,8 +1,7 @@
 //! Access tokens: HS256 JWTs with the claims the NestJS app issued (`sub`, `username`, `iat`,
 //! `exp`), so its tokens stay valid when the secret is shared, plus the account's `createdAt`.
 //! With both profile claims a token carries the whole public profile, so a handshake needs no
-//! database read (accounts are never renamed or deleted); older tokens without `createdAt` are
-//! resolved through the database.
+//! database read; older tokens without `createdAt` are resolved through the database.
 
 use std::time::Duration;
 
@@ -29,9 +28,9 @@ pub struct Claims {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// What a valid token says about its bearer.
+/// Whom a valid token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bearer {
+pub enum TokenSubject {
     /// The whole profile is in the token.
     Profile(User),
     /// Only the id: the profile must be looked up.
@@ -81,18 +80,18 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm and expiry; returns who the token names.
-    pub fn verify(&self, token: &str) -> Option<Bearer> {
+    pub fn verify(&self, token: &str) -> Option<TokenSubject> {
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
         let id = Uuid::parse_str(&claims.sub).ok()?;
         Some(match claims.created_at {
-            Some(created_at) if !claims.username.is_empty() => Bearer::Profile(User {
+            Some(created_at) if !claims.username.is_empty() => TokenSubject::Profile(User {
                 id,
                 username: claims.username,
                 created_at,
             }),
-            _ => Bearer::Id(id),
+            _ => TokenSubject::Id(id),
         })
     }
 }
@@ -111,7 +110,7 @@ mod tests {
             created_at: "2026-11-29T08:00:00.123456Z".parse().unwrap(),
         };
         let token = keys.issue(&user).unwrap();
-        assert_eq!(keys.verify(&token), Some(Bearer::Profile(user)));
+        assert_eq!(keys.verify(&token), Some(TokenSubject::Profile(user)));
         assert_eq!(other.verify(&token), None);
         assert_eq!(keys.verify("not.a.token"), None);
     }
@@ -149,6 +148,6 @@ mod tests {
         let claims =
             serde_json::json!({"sub": id, "username": "carol", "iat": now, "exp": now + 60});
         let token = encode(&Header::default(), &claims, &keys.encoding).unwrap();
-        assert_eq!(keys.verify(&token), Some(Bearer::Id(id)));
+        assert_eq!(keys.verify(&token), Some(TokenSubject::Id(id)));
     }
 }

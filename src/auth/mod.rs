@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use uuid::Uuid;
 
-pub use jwt::{Bearer, JwtKeys};
+pub use jwt::{JwtKeys, TokenSubject};
 use throttle::LoginThrottle;
 
 use crate::{
@@ -23,8 +23,8 @@ use crate::{
     store::{Store, StoreError, User},
 };
 
-/// Users looked up by id, kept because accounts are never renamed or deleted and every handshake
-/// and send needs one. Cleared when it grows past this many entries.
+/// Users looked up by id, kept because accounts are never renamed and every old-shape handshake
+/// and every send needs one. Cleared when it grows past this many entries.
 const USER_CACHE_LIMIT: usize = 100_000;
 
 /// Registration, sign-in and token checks.
@@ -128,8 +128,8 @@ impl Accounts {
     pub async fn authenticate(&self, token: &str) -> Result<User, AppError> {
         let unauthorized = || AppError::Unauthorized("Unauthorized".into());
         match self.keys.verify(token).ok_or_else(unauthorized)? {
-            Bearer::Profile(user) => Ok(user),
-            Bearer::Id(id) => self.user(id).await?.ok_or_else(unauthorized),
+            TokenSubject::Profile(user) => Ok(user),
+            TokenSubject::Id(id) => self.user(id).await?.ok_or_else(unauthorized),
         }
     }
 
@@ -153,6 +153,12 @@ impl Accounts {
         let cache = self.users.read().unwrap_or_else(|e| e.into_inner());
         cache.get(&id).cloned()
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value (scheme in any case).
+pub fn bearer_token(header: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = header.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn invalid_credentials() -> AppError {

@@ -8,11 +8,10 @@
 //! and refills; a push that fails drops the floor, so a message missing from the set can never be
 //! served as "complete".
 //!
-//! Pushes are queued to one task that writes whatever has accumulated as one pipeline (one
-//! write, one read, instead of a task and a round trip per message). A send waits for its push
-//! (at most `PUSH_WAIT`) before it is acked and its `message:new` goes out, so whoever learns of a
-//! message finds it in history at once: under CI load, a receiver asking for history right after
-//! `message:new` missed the newest message 5 times in 200 when the push was not awaited.
+//! Pushes are queued to one task that writes whatever has accumulated as one pipeline. A send
+//! waits for its push (at most `PUSH_WAIT`) before it is acked and its `message:new` goes out, so
+//! whoever learns of a message finds it in history at once (DECISIONS.md, "An ack waits for the
+//! history cache").
 
 use std::{
     collections::HashSet,

@@ -1,12 +1,12 @@
-//! Cluster mode: the Redis connections, the Socket.io adapter on fred, cluster-wide presence with
-//! per-instance leases, and the hot history cache. Every Redis key is built in `keys`.
+//! The Redis side of cluster mode: the two connections (commands, and the adapter's pub/sub), the
+//! Socket.io adapter on fred, the name of every key and channel, and the hot history cache. It
+//! emits no Socket.io event itself: presence (`crate::presence`) and delivery (`crate::socket`)
+//! use what is here.
 
 mod cache;
 mod keys;
-mod lease;
-mod presence;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use fred::{
@@ -18,8 +18,16 @@ use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::Fre
 
 pub use cache::HistoryCache;
 pub use keys::Keys;
-pub use lease::{LeaseTasks, claim, release, spawn_lease_tasks};
-pub use presence::RedisPresence;
+
+use crate::{config::Config, metrics::Metrics};
+
+/// Bound on a command of the command connection.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on a publish of the subscriber connection: a late cross-instance event beats a lost
+/// one, and no ack waits for these (see DECISIONS.md, "Redis publishes").
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pub/sub messages fred buffers for the adapter before dropping them (its default is 32).
+const SUBSCRIBER_BUFFER: usize = 65_536;
 
 /// Re-subscribes the adapter's (sharded) channels after every reconnect of the subscriber.
 /// fred's own `manage_subscriptions` sends an empty `SUBSCRIBE` first when only sharded channels
@@ -47,59 +55,67 @@ fn spawn_resubscriber(subscriber: SubscriberClient) {
     });
 }
 
-/// The Redis side of an instance.
+/// The Redis side of an instance; cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
-    /// Commands (presence, cache, leases).
+    /// Commands: presence scripts, leases, the history cache.
     pub client: Client,
     /// The adapter's pub/sub connection; `/ready` watches it.
     pub subscriber: SubscriberClient,
     /// Key names for this deployment and instance.
     pub keys: Keys,
+    /// The newest messages of each conversation.
+    pub cache: HistoryCache,
 }
 
 impl Cluster {
-    /// Connects both clients; they reconnect (and resubscribe) by themselves after an outage.
-    pub async fn connect(url: &str, prefix: &str, instance_id: &str) -> anyhow::Result<Cluster> {
-        let mut config =
+    /// Connects both clients (they reconnect, and resubscribe, by themselves after an outage) and
+    /// starts the history cache.
+    pub async fn connect(
+        url: &str,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Cluster> {
+        let mut redis_config =
             RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
         // The adapter's fred driver needs RESP3 (Redis 7+), for sharded pub/sub.
-        config.version = RespVersion::RESP3;
-        let mut builder = Builder::from_config(config);
+        redis_config.version = RespVersion::RESP3;
+        let mut builder = Builder::from_config(redis_config);
         builder
             .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(3);
-                c.internal_command_timeout = Duration::from_secs(3);
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
             })
             .with_performance_config(|p| {
-                p.default_command_timeout = Duration::from_secs(3);
+                p.default_command_timeout = COMMAND_TIMEOUT;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let client = builder
             .build()
             .context("could not set up the Redis client")?;
-        // fred hands pub/sub messages to the adapter through a broadcast channel that drops what
-        // a busy receiver has not read yet; its default of 32 lost cross-instance messages under
-        // load. Only the subscriber gets the big buffer: fred allocates every one of a client's
-        // notification channels at this capacity up front (~40 MiB per client at 65,536).
-        //
-        // Its publishes carry every cross-instance `message:new` and presence event: in a
-        // 10,000-user connect storm a starved instance saw hundreds of them time out at 3 s and
-        // the event was lost for every other instance. A late event beats a lost one; acks never
-        // wait for these.
+        // Only the subscriber gets the big buffer: fred allocates every notification channel of
+        // a client at this capacity up front.
         builder.with_performance_config(|p| {
-            p.broadcast_channel_capacity = 65_536;
-            p.default_command_timeout = Duration::from_secs(10);
+            p.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
+            p.default_command_timeout = PUBLISH_TIMEOUT;
         });
         let subscriber = builder
             .build_subscriber_client()
             .context("could not set up the Redis subscriber")?;
         client.init().await.context("could not connect to Redis")?;
         spawn_resubscriber(subscriber.clone());
+        let keys = Keys::new(&config.redis_prefix, &config.instance_id);
+        let cache = HistoryCache::new(
+            client.clone(),
+            keys.clone(),
+            config.history_cache_size,
+            metrics,
+        );
         Ok(Cluster {
             client,
             subscriber,
-            keys: Keys::new(prefix, instance_id),
+            keys,
+            cache,
         })
     }
 
@@ -110,7 +126,7 @@ impl Cluster {
             .context("could not start the Redis pub/sub subscriber")?;
         let config = RedisAdapterConfig::new()
             .with_prefix(self.keys.channel_prefix())
-            .with_stream_buffer(65_536);
+            .with_stream_buffer(SUBSCRIBER_BUFFER);
         Ok(RedisAdapterCtr::new_with_driver(driver, config))
     }
 

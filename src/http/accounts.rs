@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::body::{CurrentUser, JsonObject};
 use crate::{
-    app::AppState,
     error::AppError,
     metrics::inc,
+    state::AppState,
     wire::{MeView, UserView},
 };
 

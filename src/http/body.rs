@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use crate::{app::AppState, error::AppError, store::User};
+use crate::{auth, error::AppError, state::AppState, store::User};
 
 /// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);
@@ -53,20 +53,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = || AppError::Unauthorized("Unauthorized".into());
-        let header = parts
+        let token = parts
             .headers
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthorized)?;
-        let (scheme, token) = header.split_once(' ').ok_or_else(unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(unauthorized());
-        }
-        state
-            .accounts
-            .authenticate(token.trim())
-            .await
-            .map(CurrentUser)
+            .and_then(auth::bearer_token)
+            .ok_or_else(|| AppError::Unauthorized("Unauthorized".into()))?;
+        state.accounts.authenticate(token).await.map(CurrentUser)
     }
 }

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::body::CurrentUser;
 use crate::{
-    app::AppState,
-    chat::MAX_PAGE,
+    chat::HistoryRequest,
     error::AppError,
+    state::AppState,
     wire::{ConversationView, MessagePage, MessageView, PeerView},
 };
 
@@ -57,23 +57,8 @@ pub async fn messages(
     if app.accounts.user(peer).await?.is_none() {
         return Err(unknown());
     }
-    let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
-        None => None,
-        Some(b) => Some(
-            Uuid::parse_str(b)
-                .map_err(|_| AppError::Invalid("before must be a message id".into()))?,
-        ),
-    };
-    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
-        None => MAX_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                AppError::Invalid(format!("limit must be an integer from 1 to {MAX_PAGE}"))
-            })?,
-    };
-    let (messages, has_more) = app.chat.history(me.id, peer, before, limit).await?;
+    let request =
+        HistoryRequest::from_query(peer, query.before.as_deref(), query.limit.as_deref())?;
+    let (messages, has_more) = app.chat.history(me.id, request).await?;
     Ok(Json(MessagePage::new(&messages, has_more)))
 }

@@ -23,7 +23,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{app::AppState, config::Config};
+use crate::{config::Config, state::AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -73,7 +73,7 @@ fn with_web_client(router: Router, config: &Config) -> Router {
                 Html(
                     "<!doctype html><title>Nexus Chat</title><p>Nexus Chat is running. The web \
                      client is not built: run <code>npm --prefix web ci && npm --prefix web run \
-                     build</code> (or <code>scripts/run.sh</code>) and restart.</p>",
+                     build</code> (or <code>cargo build --release</code>, which builds it) and restart.</p>",
                 )
             }),
         )

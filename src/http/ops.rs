@@ -1,4 +1,4 @@
-//! `GET /health`, `GET /ready`, `GET /api/instance`.
+//! `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/instance`.
 
 use axum::{
     Json,
@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The process is alive.
 pub async fn health() -> Json<Value> {
@@ -18,7 +18,7 @@ pub async fn health() -> Json<Value> {
 /// 200 when the database (and Redis, in cluster mode) answer; else 503 naming what failed.
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = app.store.ping().await.is_ok();
-    let redis = app.cluster.as_ref().map(|c| c.is_ready());
+    let redis = app.mode.redis_ready();
     let mut failing = Vec::new();
     if !database {
         failing.push("database");

@@ -51,11 +51,6 @@ impl LocalPresence {
         users
     }
 
-    /// How many sockets the user has open here.
-    pub fn socket_count(&self, user_id: Uuid) -> usize {
-        self.lock().get(&user_id).map_or(0, |(n, _)| *n)
-    }
-
     /// How many users are online here.
     pub fn online_count(&self) -> usize {
         self.lock().len()

@@ -10,6 +10,7 @@ use socketioxide::{SendError, SocketError, SocketIo, adapter::Adapter, extract::
 
 use crate::{
     metrics::{Metrics, inc},
+    mode::Mode,
     wire::NewMessageEvent,
 };
 
@@ -18,11 +19,13 @@ pub async fn message_new<A: Adapter>(
     io: &SocketIo<A>,
     rooms: [String; 2],
     event: &NewMessageEvent,
-    cluster: bool,
+    mode: &Mode,
     metrics: &Metrics,
 ) {
-    let Some(all) = super::everyone(io) else {
-        return; // Shutting down: the message is stored; clients sync when they reconnect.
+    // `None` once the namespace is closed: shutting down. The message is stored; clients sync
+    // when they reconnect.
+    let Some(all) = io.of("/") else {
+        return;
     };
     let local = all.clone().local().within(rooms.clone()).sockets();
     let mut slow = Vec::new();
@@ -33,16 +36,19 @@ pub async fn message_new<A: Adapter>(
             Err(err) => tracing::debug!(sid = %socket.id, error = %err, "message:new not sent"),
         }
     }
-    if cluster {
-        // Each socket is also in a room named by its id, so `except` leaves out exactly the
-        // sockets served above; other instances have no such rooms and serve all of theirs.
-        let remote = local
-            .iter()
-            .fold(all.within(rooms), |op, socket| op.except(socket.id));
-        if let Err(err) = remote.emit("message:new", event).await {
-            // The message is stored; receivers elsewhere recover it with message:sync.
-            inc(&metrics.redis_errors);
-            tracing::warn!(error = %err, id = %event.message.id, "message:new broadcast failed");
+    match mode {
+        Mode::Embedded => {}
+        Mode::Cluster(_) => {
+            // Each socket is also in a room named by its id, so `except` leaves out exactly the
+            // sockets served above; other instances have no such rooms and serve all of theirs.
+            let remote = local
+                .iter()
+                .fold(all.within(rooms), |op, socket| op.except(socket.id));
+            if let Err(err) = remote.emit("message:new", event).await {
+                // The message is stored; receivers elsewhere recover it with message:sync.
+                inc(&metrics.redis_errors);
+                tracing::warn!(error = %err, id = %event.message.id, "message:new broadcast failed");
+            }
         }
     }
     inc(&metrics.messages_delivered);

@@ -171,7 +171,7 @@ macro_rules! with_conn {
 }
 
 impl Store {
-    /// Connects (creating the SQLite file and its folder if needed) and applies pending migrations.
+    /// Connects (creating the SQLite file and its folder if needed); `migrate` applies the schema.
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let store = match &config.database {
             Database::Postgres(url) => {

@@ -31,15 +31,20 @@ pub struct MessageRow {
 /// A registered account, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The account's id.
     pub id: Uuid,
+    /// The name as spelled at registration.
     pub username: String,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
 
 /// An account with its bcrypt hash, for login only.
 #[derive(Debug, Clone)]
 pub struct Credentials {
+    /// The account.
     pub user: User,
+    /// Its bcrypt hash.
     pub password_hash: String,
 }
 
@@ -48,21 +53,32 @@ pub struct Credentials {
 pub struct Message {
     /// Commit order; used for cursors, never shown to clients.
     pub seq: i64,
+    /// The public id (UUID v7).
     pub id: Uuid,
+    /// Who sent it.
     pub sender_id: Uuid,
+    /// Who it is for.
     pub receiver_id: Uuid,
+    /// The text, as sent.
     pub content: String,
+    /// When it was accepted (millisecond precision).
     pub created_at: DateTime<Utc>,
 }
 
 /// A message to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    /// Its public id, chosen before the insert.
     pub id: Uuid,
+    /// Who sends it.
     pub sender_id: Uuid,
+    /// Who it is for.
     pub receiver_id: Uuid,
+    /// The text, as sent.
     pub content: String,
+    /// The sender's idempotency key.
     pub client_msg_id: Option<String>,
+    /// When it was accepted.
     pub created_at: DateTime<Utc>,
 }
 

@@ -4,10 +4,9 @@
 //! at once.
 //!
 //! Under sustained load (this instance receiving ≥ `LINGER_MIN_RATE` messages a second) a small
-//! batch waits up to `LINGER` for company before it commits. A commit costs the database about
-//! as much as the rows in it at these sizes: in a 5,000 msg/s run over three instances, lingering
-//! took batches from ~3 to ~6 messages and PostgreSQL's CPU down by 30%, with delivery p99 no
-//! worse (12.4 vs 13.4 ms), because the machine was less busy. Below the rate nothing waits.
+//! batch waits up to `LINGER` for company before it commits, because a commit costs the database
+//! about as much as the rows in it at these sizes (DECISIONS.md, "Group commit"). Below the rate
+//! nothing waits.
 
 use std::{
     sync::{

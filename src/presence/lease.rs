@@ -1,14 +1,11 @@
-//! Instance leases. Each instance renews its lease in a sorted set; every instance sweeps the set
-//! once a second, and whoever removes an expired instance (one script, so exactly one) announces
-//! `user:offline` for its users who are now gone. An instance that finds its own lease was swept
-//! (it was paused or cut off too long) counts its sockets in again; the same tick repairs this
-//! instance's counts after a failed presence script (see `presence.rs`).
+//! Instance leases (cluster mode). Each instance renews its lease in a sorted set; every instance
+//! sweeps the set once a second, and whoever removes an expired instance (one script, so exactly
+//! one) announces `user:offline` for its users who are now gone. An instance that finds its own
+//! lease was swept (it was paused or cut off too long) counts its sockets in again; the same tick
+//! repairs this instance's counts after a failed presence script (see `redis.rs`).
 //!
-//! The lease says "this process is alive", not "its runtime is idle": it is renewed from a thread
-//! of its own with its own Redis connection. Renewed on the main runtime, a connect storm (10,000
-//! users broadcasting `user:online` to each other) starved the renewal past the lease, the other
-//! instances announced this one's users offline, it re-registered them online, and the extra
-//! N² presence frames fed the overload.
+//! The lease says "this process is alive", not "its runtime is idle", so it is renewed from a
+//! thread and Redis connection of its own (DECISIONS.md, "Presence leases").
 
 use std::time::Duration;
 
@@ -17,11 +14,13 @@ use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    cache::HistoryCache,
-    keys::Keys,
-    presence::{RedisPresence, Repaired, Swept},
+    Presence, announce,
+    redis::{RedisPresence, Repaired, Swept},
 };
-use crate::{error::AppError, wire::UserView};
+use crate::{
+    cluster::{HistoryCache, Keys},
+    error::AppError,
+};
 
 /// Renews ARGV[1]'s lease to ARGV[2]; returns 1 when the lease was still there.
 const RENEW: &str = r#"
@@ -29,6 +28,45 @@ local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 if had then return 1 else return 0 end
 "#;
+
+/// What keeps presence true while the server runs: in cluster mode, this instance's lease
+/// (renewed on a thread of its own) and the sweep of dead instances; nothing in embedded mode.
+pub struct Upkeep {
+    leases: Option<(RedisPresence, LeaseTasks)>,
+}
+
+impl Presence {
+    /// Starts the upkeep. In cluster mode it first clears what an earlier run of this instance id
+    /// left behind and takes the lease; call it before accepting sockets.
+    pub async fn start_upkeep<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        cache: Option<&HistoryCache>,
+        bound: Duration,
+    ) -> Result<Upkeep, AppError> {
+        match self {
+            Presence::Local(_) => Ok(Upkeep { leases: None }),
+            Presence::Redis(presence) => {
+                claim(presence, cache, io, bound).await?;
+                let tasks = spawn_lease_tasks(presence.clone(), cache.cloned(), io.clone(), bound);
+                Ok(Upkeep {
+                    leases: Some((presence.clone(), tasks)),
+                })
+            }
+        }
+    }
+}
+
+impl Upkeep {
+    /// Stops the upkeep and gives up the lease: within a second another instance's sweep counts
+    /// out whatever sockets this one still held and announces the users who are gone.
+    pub async fn stop(self) {
+        if let Some((presence, tasks)) = self.leases {
+            tasks.stop().await;
+            release(&presence).await;
+        }
+    }
+}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -56,7 +94,7 @@ impl Timing {
 }
 
 async fn renew(presence: &RedisPresence, lease: Duration) -> Result<bool, AppError> {
-    renew_with(presence.client(), presence.keys(), lease).await
+    renew_with(&presence.client, &presence.keys, lease).await
 }
 
 async fn renew_with(client: &Client, keys: &Keys, lease: Duration) -> Result<bool, AppError> {
@@ -76,7 +114,7 @@ async fn renew_with(client: &Client, keys: &Keys, lease: Duration) -> Result<boo
 
 /// Clears what an earlier run of this instance id left behind, then takes the lease. Call before
 /// accepting sockets.
-pub async fn claim<A: Adapter>(
+async fn claim<A: Adapter>(
     presence: &RedisPresence,
     cache: Option<&HistoryCache>,
     io: &SocketIo<A>,
@@ -85,8 +123,8 @@ pub async fn claim<A: Adapter>(
     let timing = Timing::from_bound(bound);
     // An earlier run that still holds a live-looking lease did not stop cleanly.
     let earlier: Option<f64> = presence
-        .client()
-        .zscore(presence.keys().leases(), presence.keys().instance())
+        .client
+        .zscore(presence.keys.leases(), presence.keys.instance())
         .await
         .map_err(|e| AppError::Unavailable(format!("redis: {e}")))?;
     // Expire our own old lease (if any) and sweep it like a dead instance's.
@@ -122,12 +160,7 @@ async fn after_sweep<A: Adapter>(io: &SocketIo<A>, cache: Option<&HistoryCache>,
 async fn announce_offline<A: Adapter>(io: &SocketIo<A>, gone: Vec<uuid::Uuid>) {
     for id in gone {
         tracing::info!(user = %id, "user offline (their instance's lease expired)");
-        let Some(all) = crate::socket::everyone(io) else {
-            return;
-        };
-        if let Err(err) = all.emit("user:offline", &id.to_string()).await {
-            tracing::warn!(error = %err, "could not announce user:offline");
-        }
+        announce::offline(io, id, None).await;
     }
 }
 
@@ -139,24 +172,15 @@ async fn announce_repaired<A: Adapter>(io: &SocketIo<A>, repaired: Repaired) {
         offline = repaired.offline.len(),
         "presence repaired"
     );
-    let Some(all) = crate::socket::everyone(io) else {
-        return;
-    };
-    for user in repaired.online {
-        if let Err(err) = all
-            .clone()
-            .emit("user:online", &UserView::new(&user, true))
-            .await
-        {
-            tracing::warn!(error = %err, "could not announce user:online");
-        }
+    for user in &repaired.online {
+        announce::online(io, user).await;
     }
     announce_offline(io, repaired.offline).await;
 }
 
 /// Starts the renew loop (on its own thread) and the sweep loop; stop them with
 /// [`LeaseTasks::stop`] before releasing the lease.
-pub fn spawn_lease_tasks<A: Adapter>(
+fn spawn_lease_tasks<A: Adapter>(
     presence: RedisPresence,
     cache: Option<HistoryCache>,
     io: SocketIo<A>,
@@ -165,8 +189,8 @@ pub fn spawn_lease_tasks<A: Adapter>(
     let timing = Timing::from_bound(bound);
     let (stop, stop_rx) = watch::channel(());
     let (stopped_tx, stopped) = oneshot::channel();
-    let client = presence.client().clone_new();
-    let keys = presence.keys().clone();
+    let client = presence.client.clone_new();
+    let keys = presence.keys.clone();
     let owner = presence.clone();
     let renewer = std::thread::Builder::new()
         .name("nexus-lease".into())
@@ -239,7 +263,7 @@ async fn renew_loop(
 }
 
 /// The lease loops of a running instance.
-pub struct LeaseTasks {
+struct LeaseTasks {
     sweeper: tokio::task::JoinHandle<()>,
     stop: Option<watch::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
@@ -248,7 +272,7 @@ pub struct LeaseTasks {
 impl LeaseTasks {
     /// Stops the loops and waits (briefly) until the renewal thread has made its last renewal,
     /// so that a lease released afterwards stays released.
-    pub async fn stop(mut self) {
+    async fn stop(mut self) {
         self.stop.take();
         if let Some(stopped) = self.stopped.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), stopped).await;
@@ -266,7 +290,7 @@ impl Drop for LeaseTasks {
 /// instance, within a second) subtracts whatever sockets it still counts and announces the users
 /// who are gone. The sweep and the per-socket disconnect scripts are atomic, so a socket is never
 /// counted out twice.
-pub async fn release(presence: &RedisPresence) {
+async fn release(presence: &RedisPresence) {
     if let Err(err) = expire(presence).await {
         tracing::warn!(error = %err, "could not release the presence lease; it will expire");
     }
@@ -274,9 +298,9 @@ pub async fn release(presence: &RedisPresence) {
 
 /// Marks this instance's lease as expired (score 0), so the next sweep removes it.
 async fn expire(presence: &RedisPresence) -> Result<(), fred::error::Error> {
-    let keys = presence.keys();
+    let keys = &presence.keys;
     presence
-        .client()
+        .client
         .eval::<i64, _, _, _>(
             RENEW,
             vec![keys.leases()],

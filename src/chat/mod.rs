@@ -1,33 +1,31 @@
 //! The chat service: sending, history, catch-up and the conversation list. Transports (REST and
-//! Socket.io) parse their input into these requests and map the results; the rules live here.
+//! Socket.io) parse their input into the requests of `requests` and map the results; the rules
+//! live here.
+
+pub mod requests;
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+pub use self::requests::{HistoryRequest, SendMessage, SyncRequest};
 use crate::{
     auth::Accounts,
-    cluster::HistoryCache,
     error::AppError,
     metrics::{Metrics, inc},
+    mode::Mode,
     store::{Message, NewMessage, Store, User, conversation_key, writer::MessageWriter},
 };
 
 /// Largest page of history or sync.
 pub const MAX_PAGE: usize = 100;
 
-/// A validated `message:send`.
-#[derive(Debug, Clone)]
-pub struct SendMessage {
-    pub receiver_id: Uuid,
-    pub content: String,
-    pub client_msg_id: Option<String>,
-}
-
 /// The result of a send: the stored message and whether this call stored it (a retry did not).
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The stored message.
     pub message: Message,
+    /// `false` for a retry of a message stored before (same sender and `clientMsgId`).
     pub created: bool,
 }
 
@@ -36,18 +34,18 @@ pub struct Chat {
     store: Store,
     writer: MessageWriter,
     accounts: Arc<Accounts>,
-    cache: Option<HistoryCache>,
+    mode: Mode,
     max_chars: usize,
     metrics: Arc<Metrics>,
 }
 
 impl Chat {
-    /// The service; `cache` is the Redis history cache in cluster mode.
+    /// The service; in cluster mode it reads and fills the Redis history cache.
     pub fn new(
         store: Store,
         writer: MessageWriter,
         accounts: Arc<Accounts>,
-        cache: Option<HistoryCache>,
+        mode: Mode,
         max_chars: usize,
         metrics: Arc<Metrics>,
     ) -> Chat {
@@ -55,7 +53,7 @@ impl Chat {
             store,
             writer,
             accounts,
-            cache,
+            mode,
             max_chars,
             metrics,
         }
@@ -82,7 +80,7 @@ impl Chat {
         inc(&self.metrics.messages_accepted);
         let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
         let (message, created) = self.writer.write(new).await?;
-        if let (true, Some(cache)) = (created, &self.cache) {
+        if let (true, Some(cache)) = (created, self.mode.history_cache()) {
             // After the commit and before the ack and message:new, so that whoever hears of the
             // message finds it in history; a slow Redis delays the ack by at most PUSH_WAIT.
             cache.push(message.clone()).await;
@@ -95,9 +93,11 @@ impl Chat {
     pub async fn history(
         &self,
         me: Uuid,
-        peer: Uuid,
-        before: Option<Uuid>,
-        limit: usize,
+        HistoryRequest {
+            peer,
+            before,
+            limit,
+        }: HistoryRequest,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let before_seq = match before {
             None => None,
@@ -118,7 +118,7 @@ impl Chat {
                 }
             }
         };
-        if let Some(cache) = &self.cache
+        if let Some(cache) = self.mode.history_cache()
             && let Some(page) = cache.page(me, peer, before_seq, limit).await
         {
             return Ok(page);
@@ -131,7 +131,7 @@ impl Chat {
         if has_more {
             page.remove(0);
         }
-        if let (None, Some(cache)) = (before_seq, &self.cache) {
+        if let (None, Some(cache)) = (before_seq, self.mode.history_cache()) {
             cache.refill(me, peer, &page, has_more).await;
         }
         Ok((page, has_more))
@@ -142,8 +142,7 @@ impl Chat {
     pub async fn sync(
         &self,
         me: Uuid,
-        after: Uuid,
-        limit: usize,
+        SyncRequest { after, limit }: SyncRequest,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let cursor = self.store.message(after).await?;
         let after_seq = match cursor {
@@ -163,7 +162,7 @@ impl Chat {
     /// Waits for sends in flight to be committed and cached (bounded), for a graceful shutdown.
     pub async fn drain(&self, limit: std::time::Duration) {
         self.writer.drain(limit).await;
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = self.mode.history_cache() {
             cache.drain(limit).await;
         }
     }

@@ -1,29 +1,44 @@
-//! Typed event payloads. Every payload is parsed here into a request of the chat service;
-//! anything else becomes `invalid_payload` with a message that says what was wrong.
+//! The requests of the chat service, and their parsing from both transports: Socket.io event
+//! payloads (JSON) and REST queries. Anything that does not parse becomes `invalid_payload` (or a
+//! 400) with a message that says what was wrong.
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{
-    chat::{MAX_PAGE, SendMessage},
-    error::AppError,
-};
+use super::MAX_PAGE;
+use crate::error::AppError;
 
 /// Longest `clientMsgId`.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
 
-/// `message:history`.
+/// A validated `message:send`.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    /// Who gets it.
+    pub receiver_id: Uuid,
+    /// The text, as sent (its length is checked by the chat service).
+    pub content: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+}
+
+/// A page of a conversation: `message:history` or `GET /api/conversations/{peerId}/messages`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRequest {
+    /// The other participant.
     pub peer: Uuid,
+    /// The page ends just before this message (`None`: the latest).
     pub before: Option<Uuid>,
+    /// At most this many messages.
     pub limit: usize,
 }
 
 /// `message:sync`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncRequest {
+    /// Messages committed after this one.
     pub after: Uuid,
+    /// At most this many messages.
     pub limit: usize,
 }
 
@@ -51,67 +66,104 @@ fn required_uuid(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Uui
     uuid_field(obj, name)?.ok_or_else(|| invalid(format!("{name} is required")))
 }
 
-/// `limit`: absent → the maximum; else an integer from 1 to 100.
-pub fn parse_limit(value: Option<&Value>) -> Result<usize, AppError> {
-    match value {
-        None | Some(Value::Null) => Ok(MAX_PAGE),
-        Some(v) => v
-            .as_u64()
+/// The rule for `limit`, on both transports: absent → the largest page; otherwise a whole number
+/// from 1 to `MAX_PAGE`. `given` is `None` when absent and `Some(None)` when present but not a
+/// whole number.
+fn page_limit(given: Option<Option<u64>>) -> Result<usize, AppError> {
+    match given {
+        None => Ok(MAX_PAGE),
+        Some(n) => n
             .filter(|n| (1..=MAX_PAGE as u64).contains(n))
             .map(|n| n as usize)
             .ok_or_else(|| invalid(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
     }
 }
 
-/// Parses `{"receiverId", "content", "clientMsgId"?}`.
-pub fn send(payload: &Value) -> Result<SendMessage, AppError> {
-    let obj = object(payload)?;
-    let receiver_id = required_uuid(obj, "receiverId")?;
-    let content = match obj.get("content") {
-        Some(Value::String(s)) if s.contains('\0') => {
-            return Err(invalid("content must not contain NUL characters"));
-        }
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => return Err(invalid("content is required")),
-        Some(_) => return Err(invalid("content must be a string")),
-    };
-    let client_msg_id = match obj.get("clientMsgId") {
+/// `limit` of an event payload.
+fn parse_limit(value: Option<&Value>) -> Result<usize, AppError> {
+    page_limit(match value {
         None | Some(Value::Null) => None,
-        Some(Value::String(s))
-            if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID && !s.contains('\0') =>
-        {
-            Some(s.clone())
-        }
-        Some(_) => {
-            return Err(invalid(format!(
-                "clientMsgId must be a string of 1 to {MAX_CLIENT_MSG_ID} characters"
-            )));
-        }
-    };
-    Ok(SendMessage {
-        receiver_id,
-        content,
-        client_msg_id,
+        Some(v) => Some(v.as_u64()),
     })
 }
 
-/// Parses `{"receiverId", "before"?, "limit"?}`.
-pub fn history(payload: &Value) -> Result<HistoryRequest, AppError> {
-    let obj = object(payload)?;
-    Ok(HistoryRequest {
-        peer: required_uuid(obj, "receiverId")?,
-        before: uuid_field(obj, "before")?,
-        limit: parse_limit(obj.get("limit"))?,
-    })
+impl HistoryRequest {
+    /// The query `?before=<id>&limit=<n>` of a REST history page (empty values count as absent).
+    pub fn from_query(
+        peer: Uuid,
+        before: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<HistoryRequest, AppError> {
+        let before = match before.filter(|b| !b.is_empty()) {
+            None => None,
+            Some(b) => {
+                Some(Uuid::parse_str(b).map_err(|_| invalid("before must be a message id"))?)
+            }
+        };
+        let limit = page_limit(limit.filter(|l| !l.is_empty()).map(|l| l.parse().ok()))?;
+        Ok(HistoryRequest {
+            peer,
+            before,
+            limit,
+        })
+    }
 }
 
-/// Parses `{"after", "limit"?}`.
-pub fn sync(payload: &Value) -> Result<SyncRequest, AppError> {
-    let obj = object(payload)?;
-    Ok(SyncRequest {
-        after: required_uuid(obj, "after")?,
-        limit: parse_limit(obj.get("limit"))?,
-    })
+impl SendMessage {
+    /// Parses `{"receiverId", "content", "clientMsgId"?}`.
+    pub fn from_payload(payload: &Value) -> Result<SendMessage, AppError> {
+        let obj = object(payload)?;
+        let receiver_id = required_uuid(obj, "receiverId")?;
+        let content = match obj.get("content") {
+            Some(Value::String(s)) if s.contains('\0') => {
+                return Err(invalid("content must not contain NUL characters"));
+            }
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => return Err(invalid("content is required")),
+            Some(_) => return Err(invalid("content must be a string")),
+        };
+        let client_msg_id = match obj.get("clientMsgId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s))
+                if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID && !s.contains('\0') =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(invalid(format!(
+                    "clientMsgId must be a string of 1 to {MAX_CLIENT_MSG_ID} characters"
+                )));
+            }
+        };
+        Ok(SendMessage {
+            receiver_id,
+            content,
+            client_msg_id,
+        })
+    }
+}
+
+impl HistoryRequest {
+    /// Parses `{"receiverId", "before"?, "limit"?}`.
+    pub fn from_payload(payload: &Value) -> Result<HistoryRequest, AppError> {
+        let obj = object(payload)?;
+        Ok(HistoryRequest {
+            peer: required_uuid(obj, "receiverId")?,
+            before: uuid_field(obj, "before")?,
+            limit: parse_limit(obj.get("limit"))?,
+        })
+    }
+}
+
+impl SyncRequest {
+    /// Parses `{"after", "limit"?}`.
+    pub fn from_payload(payload: &Value) -> Result<SyncRequest, AppError> {
+        let obj = object(payload)?;
+        Ok(SyncRequest {
+            after: required_uuid(obj, "after")?,
+            limit: parse_limit(obj.get("limit"))?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +175,7 @@ mod tests {
     #[test]
     fn a_send_needs_an_object_with_a_uuid_and_a_string() {
         let id = Uuid::now_v7().to_string();
-        assert!(send(&json!({"receiverId": id, "content": "hi"})).is_ok());
+        assert!(SendMessage::from_payload(&json!({"receiverId": id, "content": "hi"})).is_ok());
         for bad in [
             json!(null),
             json!("text"),
@@ -138,7 +190,10 @@ mod tests {
             json!({"receiverId": id, "content": "nul\u{0}byte"}),
             json!({"receiverId": id, "content": "x", "clientMsgId": "a\u{0}"}),
         ] {
-            assert!(matches!(send(&bad), Err(AppError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(SendMessage::from_payload(&bad), Err(AppError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -203,17 +258,17 @@ mod properties {
     proptest! {
         #[test]
         fn parsers_never_panic_and_only_accept_what_they_validated(v in prop_oneof![any_json(), shaped()]) {
-            if let Ok(req) = send(&v) {
+            if let Ok(req) = SendMessage::from_payload(&v) {
                 prop_assert_eq!(Some(req.receiver_id.to_string()), v["receiverId"].as_str().map(str::to_owned));
                 prop_assert_eq!(Some(req.content.as_str()), v["content"].as_str());
                 if let Some(id) = &req.client_msg_id {
                     prop_assert!(!id.is_empty() && id.chars().count() <= MAX_CLIENT_MSG_ID);
                 }
             }
-            if let Ok(req) = history(&v) {
+            if let Ok(req) = HistoryRequest::from_payload(&v) {
                 prop_assert!((1..=MAX_PAGE).contains(&req.limit));
             }
-            if let Ok(req) = sync(&v) {
+            if let Ok(req) = SyncRequest::from_payload(&v) {
                 prop_assert!((1..=MAX_PAGE).contains(&req.limit));
                 prop_assert_eq!(Some(req.after.to_string()), v["after"].as_str().map(str::to_owned));
             }
@@ -226,7 +281,7 @@ mod properties {
             if let Some(c) = &client {
                 v["clientMsgId"] = json!(c);
             }
-            let req = send(&v).unwrap();
+            let req = SendMessage::from_payload(&v).unwrap();
             prop_assert_eq!(req.receiver_id, receiver);
             prop_assert_eq!(req.content, content);
             prop_assert_eq!(req.client_msg_id, client);

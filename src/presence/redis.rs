@@ -1,6 +1,6 @@
-//! Cluster-wide presence in Redis: a socket count per user (cluster-wide and per instance), the
-//! online users' profiles for `user:init`, and a lease per instance. Every transition runs in a
-//! Lua script, so exactly one instance sees a user come online or go offline.
+//! Cluster-wide presence in Redis: a socket count per user (cluster-wide and per instance) and the
+//! online users' profiles for `user:init`. Every transition runs in a Lua script, so exactly one
+//! instance sees a user come online or go offline.
 //!
 //! This instance's own sockets (`LocalPresence`) are the truth its share of Redis copies. A
 //! script that fails or times out leaves that copy uncertain (a timed-out script may still have
@@ -19,8 +19,8 @@ use fred::prelude::{Client, ClientLike, HashesInterface, LuaInterface};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::Keys;
-use crate::{error::AppError, presence::LocalPresence, store::User};
+use super::local::LocalPresence;
+use crate::{cluster::Keys, error::AppError, store::User};
 
 const CONNECT: &str = r#"
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
@@ -128,8 +128,8 @@ struct StoredUser {
 /// Presence shared by every instance through Redis.
 #[derive(Clone)]
 pub struct RedisPresence {
-    client: Client,
-    keys: Keys,
+    pub(super) client: Client,
+    pub(super) keys: Keys,
     /// This instance's own sockets: the truth its counts in Redis are repaired to.
     local: LocalPresence,
     /// Shared by the per-socket scripts, exclusive for a repair.
@@ -257,7 +257,7 @@ impl RedisPresence {
 
     /// Counts out a socket whose `connect` failed: Redis may or may not count it, so only the
     /// repair may touch Redis for it.
-    pub async fn forget(&self, user_id: Uuid) {
+    pub async fn disconnect_uncertain(&self, user_id: Uuid) {
         let _shared = self.gate.read().await;
         self.local.disconnect(user_id);
         self.uncertain(user_id);
@@ -282,16 +282,6 @@ impl RedisPresence {
             .collect();
         users.sort_by_key(|u| u.created_at);
         Ok(users)
-    }
-
-    /// How many sockets the user has open on all instances.
-    pub async fn socket_count(&self, user_id: Uuid) -> Result<usize, AppError> {
-        let n: Option<i64> = self
-            .client
-            .hget(self.keys.presence_counts(), user_id.to_string())
-            .await
-            .map_err(redis_err)?;
-        Ok(n.unwrap_or(0).max(0) as usize)
     }
 
     /// How many users are online on all instances.
@@ -400,13 +390,5 @@ impl RedisPresence {
                 .collect(),
             offline: offline.iter().filter_map(|u| u.parse().ok()).collect(),
         })
-    }
-
-    pub(super) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(super) fn keys(&self) -> &Keys {
-        &self.keys
     }
 }

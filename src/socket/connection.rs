@@ -1,23 +1,20 @@
-//! Handshake authentication: no handler ever runs for a socket without a valid token.
+//! A socket's connection and its end: the handshake middleware (no handler ever runs for a socket
+//! without a valid token; caps are enforced; the socket is counted into presence), the connect and
+//! disconnect handlers.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-};
+use std::{fmt, net::SocketAddr, sync::atomic::Ordering::Relaxed};
 
 use axum::extract::ConnectInfo;
-
 use serde_json::Value;
 use socketioxide::{
-    ProtocolVersion,
+    ProtocolVersion, SocketIo,
     adapter::Adapter,
-    extract::{SocketRef, State, TryData},
+    extract::{Extension, SocketRef, State, TryData},
 };
+use tracing::Instrument;
 
-use super::{PresenceState, SocketUser};
-use crate::{app::AppState, error::AppError, metrics::inc};
+use super::{events, ratelimit::TokenBucket, user::SocketUser, user_room};
+use crate::{auth, error::AppError, metrics::inc, presence::Admission, state::AppState};
 
 /// Why a handshake was refused; its text is the client's `connect_error` message.
 #[derive(Debug)]
@@ -49,11 +46,7 @@ fn find_token<A: Adapter>(s: &SocketRef<A>, auth: Option<&Value>) -> Option<Stri
     }
     let parts = s.req_parts();
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let value = header.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+        return auth::bearer_token(header).map(str::to_owned);
     }
     if s.protocol() == ProtocolVersion::V4 {
         return parts.uri.query().and_then(|q| {
@@ -63,57 +56,6 @@ fn find_token<A: Adapter>(s: &SocketRef<A>, auth: Option<&Value>) -> Option<Stri
         });
     }
     None
-}
-
-/// Counts the handshakes in progress per client address.
-pub struct HandshakeGate {
-    max: u32,
-    in_progress: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// One handshake in progress; leaves the gate when dropped.
-pub struct GatePass {
-    gate: Arc<HandshakeGate>,
-    ip: IpAddr,
-}
-
-impl HandshakeGate {
-    /// At most `max` handshakes at once per address.
-    pub fn new(max: u32) -> HandshakeGate {
-        HandshakeGate {
-            max,
-            in_progress: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<GatePass> {
-        let mut map = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(GatePass {
-            gate: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for GatePass {
-    fn drop(&mut self) {
-        let mut map = self
-            .gate
-            .in_progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Connect middleware: verifies the token and the caps, attaches the user to the socket and
@@ -160,34 +102,62 @@ async fn admit<A: Adapter>(
             return Err(HandshakeError::Unavailable);
         }
     };
-    // Counting the socket in before the client hears it is connected keeps the cap exact under
-    // simultaneous connects, and a disconnect can never overtake its own count.
     let config = &app.config;
-    let state = match app.presence.connect(&user).await {
-        Ok(sockets) if sockets > config.max_sockets_per_user as usize => {
-            if let Err(err) = app.presence.disconnect(user.id).await {
-                tracing::warn!(error = %err, "could not undo a refused socket's presence");
-            }
-            tracing::info!(user = %user.id, sockets, "handshake refused: too many sockets");
-            return Err(HandshakeError::TooManyConnections);
-        }
-        Ok(sockets) => PresenceState::Counted {
-            announce: sockets == 1,
-        },
-        Err(err) => {
-            inc(&app.metrics.redis_errors);
-            tracing::warn!(error = %err, "presence update failed on connect");
-            PresenceState::Uncounted
-        }
+    let presence = match app
+        .presence
+        .admit(&user, config.max_sockets_per_user as usize, &app.metrics)
+        .await
+    {
+        Admission::Admitted(presence) => presence,
+        Admission::TooManySockets => return Err(HandshakeError::TooManyConnections),
     };
-    let me = SocketUser::new(
-        user,
-        config.rate_limit_burst,
-        config.rate_limit_per_sec,
-        state,
+    let bucket = TokenBucket::new(config.rate_limit_burst, config.rate_limit_per_sec);
+    let me = SocketUser::new(user, bucket, presence);
+    join_and_listen(s, &me);
+    app.metrics.sockets_connected.fetch_add(1, Relaxed);
+    me.presence.watch_handshake(
+        s.clone(),
+        me.user.clone(),
+        app.presence.clone(),
+        app.metrics.clone(),
     );
-    super::prepare(s, &me, &app.metrics);
-    super::watch_handshake(s.clone(), app.clone(), me.clone());
     s.extensions.insert(me);
     Ok(())
+}
+
+/// Joins the socket's rooms and registers its handlers. Runs in the handshake middleware, before
+/// the client is told it is connected: socketioxide runs the connect handler on a task of its
+/// own, and an event that arrived before that task registered its handler would be dropped.
+fn join_and_listen<A: Adapter>(s: &SocketRef<A>, me: &SocketUser) {
+    // The id room lets a cluster broadcast leave out sockets already served (see deliver.rs).
+    s.join([user_room(me.user.id), s.id.to_string()]);
+    events::listen(s);
+    s.on_disconnect(on_disconnect::<A>);
+}
+
+/// The client heard it is connected: its user is announced if this was their first socket.
+pub async fn on_connect<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    Extension(me): Extension<SocketUser>,
+) {
+    let span = me.span(&s);
+    async move {
+        tracing::debug!(transport = ?s.transport_type(), protocol = ?s.protocol(), "connected");
+        me.presence.connected(&io, &me.user).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+) {
+    app.metrics.sockets_connected.fetch_sub(1, Relaxed);
+    me.presence
+        .disconnected(&io, &s, &me.user, &app.presence, &app.metrics)
+        .await;
 }
