@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod nest_import;
 pub mod presence;
 pub mod socket;
 pub mod store;
@@ -18,7 +19,7 @@ pub mod wire;
 
 use config::{Cli, Command};
 
-/// Runs the command line: `serve` (default) or `migrate`.
+/// Runs the command line: `serve` (default), `migrate` or `import-nest`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.settings.resolve()?;
     telemetry::init(config.log_format);
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app::open_store(&config).await?;
             Ok(())
         }
+        Command::ImportNest(args) => nest_import::run(&config, args).await,
         Command::Serve => {
             let running = app::serve(config, app::shutdown_signal()).await?;
             running.done.await?
