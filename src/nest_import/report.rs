@@ -228,7 +228,7 @@ impl Report {
         }
         line!(
             self,
-            "\nGroups (not imported: this server has direct messages only): {}, {} in them, {} without a receiver",
+            "\nGroups (not imported: only direct messages are): {}, {} in them, {} without a receiver",
             plural(rooms, "group room", "group rooms"),
             plural(s.group_rows, "message", "messages"),
             plural(s.rows_without_receiver, "message", "messages")
