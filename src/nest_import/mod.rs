@@ -116,7 +116,12 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
     let mut out = report::Report::default();
     out.sources(&data, &sources);
     out.target(&describe_target(config), target.users.len());
-    out.plan(&plan, args.on_conflict, args.on_invalid_username);
+    out.plan(
+        &plan,
+        data.users.is_some(),
+        args.on_conflict,
+        args.on_invalid_username,
+    );
     out.groups(&data);
     print!("{}", out.text());
 
@@ -307,10 +312,9 @@ impl Progress {
         if self.spinner.is_none() {
             return ProgressBar::hidden();
         }
-        let style =
-            ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
             .with_style(style)
             .with_prefix(what)

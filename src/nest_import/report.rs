@@ -119,7 +119,13 @@ impl Report {
         );
     }
 
-    pub fn plan(&mut self, plan: &Plan, on_conflict: OnConflict, on_invalid: OnInvalid) {
+    pub fn plan(
+        &mut self,
+        plan: &Plan,
+        read_users: bool,
+        on_conflict: OnConflict,
+        on_invalid: OnInvalid,
+    ) {
         if !plan.issues.is_empty() {
             line!(self, "\nUsernames that need a decision:");
             for issue in &plan.issues {
@@ -157,15 +163,22 @@ impl Report {
 
         line!(self, "\nAccounts:");
         let found = plan.decisions.len();
-        line!(
-            self,
-            "  {} in the old app: {} to import, {} already imported, {} left out (username taken), {} left out (username refused)",
-            found,
-            plan.new_users.len(),
-            plan.users_already_there(),
-            plan.users_skipped(SkipReason::Conflict),
-            plan.users_skipped(SkipReason::InvalidName)
-        );
+        if !read_users {
+            line!(
+                self,
+                "  none read (no --source-database-url): messages are imported between accounts the target already has"
+            );
+        } else {
+            line!(
+                self,
+                "  {} in the old app: {} to import, {} already imported, {} left out (username taken), {} left out (username refused)",
+                found,
+                plan.new_users.len(),
+                plan.users_already_there(),
+                plan.users_skipped(SkipReason::Conflict),
+                plan.users_skipped(SkipReason::InvalidName)
+            );
+        }
         if !plan.not_bcrypt.is_empty() {
             let names: Vec<String> = plan
                 .not_bcrypt

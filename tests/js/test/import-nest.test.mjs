@@ -504,3 +504,31 @@ test('the help says everything an operator needs', async () => {
   }
   assert.ok(existsSync(NEXUS_BIN));
 });
+
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => existsSync(p));
+
+test('on a terminal it draws a progress bar while it writes', { skip: !SCRIPT && 'script(1) is needed for a terminal' }, async () => {
+  const app = await oldApp();
+  const target = await newTarget('sqlite');
+  try {
+    await fillOldApp(app);
+    const childEnv = { ...process.env, ...target.env, RUST_LOG: 'warn' };
+    for (const k of ['DATABASE_URL', 'DB_HOST', 'REDIS_URL', 'REDIS_HOST']) delete childEnv[k];
+    const command = [NEXUS_BIN, 'import-nest', ...sourceArgs(app)].map((a) => `'${a}'`).join(' ');
+    // script(1) runs the importer on a pseudo-terminal and copies what it draws to stdout.
+    const run = await new Promise((resolve, reject) => {
+      const proc = spawn(SCRIPT, ['-qec', command, '/dev/null'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      proc.stdout.on('data', (d) => { out += d; });
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
+      proc.on('error', reject);
+      proc.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
+    });
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /importing \[[=> ]+\] \d+\/17 /, 'the bar counts accounts and messages (4 + 13)');
+    assert.match(run.out, /Done: imported 4 account\(s\) and 13 message\(s\)/);
+  } finally {
+    await app.cleanup();
+    await target.cleanup();
+  }
+});
