@@ -147,6 +147,8 @@ struct UserRow {
 #[derive(diesel::QueryableByName)]
 struct MessageRow {
     #[diesel(sql_type = Nullable<Text>)]
+    row_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     sender: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     receiver: Option<String>,
@@ -285,6 +287,7 @@ async fn read_postgres(
         }
     };
     let receiver = column_or_null("receiverId");
+    let row_id = column_or_null("id");
     let has_room_types = message_columns.contains_key("roomId")
         && columns
             .get("chat_rooms")
@@ -299,7 +302,7 @@ async fn read_postgres(
     };
     let created = timestamp_expr(message_columns, "messages", "createdAt", "m.\"createdAt\"")?;
     let rows: Vec<MessageRow> = diesel::sql_query(format!(
-        "SELECT m.\"senderId\"::text AS sender, {receiver} AS receiver, \
+        "SELECT {row_id} AS row_id, m.\"senderId\"::text AS sender, {receiver} AS receiver, \
                 {room_type} AS room_type, m.content::text AS content, {created} AS created_ms \
          FROM messages m {join} ORDER BY created_ms"
     ))
@@ -308,7 +311,10 @@ async fn read_postgres(
     data.stats.message_rows = Some(rows.len());
     let mut view = View::default();
     for row in rows {
-        let place = "PostgreSQL table messages".to_owned();
+        let place = format!(
+            "messages row {}",
+            row.row_id.as_deref().unwrap_or("(no id)")
+        );
         if row
             .room_type
             .as_deref()
@@ -479,6 +485,10 @@ pub fn parse_entry(text: &str) -> Result<SourceMessage, String> {
         .and_then(Json::as_str)
         .ok_or_else(|| "its content is not text".to_owned())?
         .to_owned();
+    // Refused here rather than by PostgreSQL, where it would fail the whole batch.
+    if content.contains('\0') {
+        return Err("its content has a NUL character, which PostgreSQL cannot store".to_owned());
+    }
     let created_at = match field("createdAt") {
         Some(Json::String(s)) => DateTime::parse_from_rfc3339(s.trim())
             .ok()
@@ -527,6 +537,10 @@ mod tests {
         let bad_date =
             format!(r#"{{"content":"x","senderId":"{a}","receiverId":"{a}","createdAt":"soon"}}"#);
         assert!(parse_entry(&bad_date).unwrap_err().contains("createdAt"));
+        let nul = format!(
+            r#"{{"content":"a\u0000b","senderId":"{a}","receiverId":"{a}","createdAt":1}}"#
+        );
+        assert!(parse_entry(&nul).unwrap_err().contains("NUL"));
     }
 
     #[test]
