@@ -26,12 +26,15 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve HTTP and Socket.io (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the accounts and direct messages of the NestJS app into this server's database.
+    #[command(after_long_help = crate::nest_import::HELP)]
+    ImportNest(crate::nest_import::ImportArgs),
 }
 
 /// Log output format.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod mode;
+pub mod nest_import;
 pub mod presence;
 pub mod socket;
 pub mod state;
@@ -21,7 +22,7 @@ pub mod wire;
 
 use config::{Cli, Command};
 
-/// Runs the command line: `serve` (default) or `migrate`.
+/// Runs the command line: `serve` (default), `migrate` or `import-nest`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.settings.resolve()?;
     telemetry::init(config.log_format);
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app::open_store(&config).await?;
             Ok(())
         }
+        Command::ImportNest(args) => nest_import::run(&config, args).await,
         Command::Serve => {
             let running = app::serve(config, app::shutdown_signal()).await?;
             running.done.await?

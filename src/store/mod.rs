@@ -170,6 +170,10 @@ macro_rules! with_conn {
     }};
 }
 
+// After `with_conn!`, which it uses.
+mod import;
+pub use import::ImportedUser;
+
 impl Store {
     /// Connects (creating the SQLite file and its folder if needed); `migrate` applies the schema.
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {

@@ -34,7 +34,7 @@ export const isIsoMillis = (s) => typeof s === 'string' && ISO_MS_RE.test(s);
 const LIVE_LOG = Boolean(process.env.TEST_LOG);
 
 // Variables a developer's shell may carry that must never leak into a test's server.
-const SCRUBBED_ENV = [
+export const SCRUBBED_ENV = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'REDIS_PREFIX', 'JWT_SECRET',
   'RATE_LIMIT_BURST', 'RATE_LIMIT_PER_SEC', 'MAX_MESSAGE_CHARS', 'INSTANCE_ID',
 ];
@@ -174,12 +174,12 @@ export async function deleteRedisKeys(prefix) {
 /**
  * Spawns `$NEXUS_BIN serve` on a free port and waits for `GET /ready`.
  *
- * mode 'sqlite' gets a fresh DATA_DIR, mode 'postgres' a fresh database (unless `databaseUrl` is
- * given, as the cluster does). Output is kept in a buffer: `log()` returns it, and it is printed live
+ * mode 'sqlite' gets a fresh DATA_DIR (unless `dataDir` is given), mode 'postgres' a fresh database
+ * (unless `databaseUrl` is given, as the cluster does); what is given is the caller's to remove. Output is kept in a buffer: `log()` returns it, and it is printed live
  * when TEST_LOG is set. `stop()` sends SIGTERM (then SIGKILL after 10 s) and removes what was created;
  * `kill()` sends SIGKILL, like a crashed machine.
  */
-export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, label = '' } = {}) {
+export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, dataDir, label = '' } = {}) {
   const owned = { dataDir: null, database: null };
   let dbUrl = databaseUrl;
   if (mode === 'postgres' && !dbUrl) {
@@ -213,7 +213,9 @@ export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, labe
       RUST_LOG: process.env.RUST_LOG || 'info',
       ...env,
     };
-    if (mode === 'sqlite') {
+    if (mode === 'sqlite' && dataDir) {
+      childEnv.DATA_DIR = dataDir;
+    } else if (mode === 'sqlite') {
       owned.dataDir ??= await mkdtemp(path.join(tmpdir(), 'nexus-test-'));
       childEnv.DATA_DIR = owned.dataDir;
     } else {
