@@ -6,12 +6,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::{middleware, serve::ListenerExt};
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
-use socketioxide_redis::FredAdapter;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
     auth::{self, Accounts},
-    chat::Chat,
+    chat::{Chat, ChatLimits},
+    cluster::RedisAdapter,
     config::Config,
     http,
     limits::HandshakeGate,
@@ -63,13 +63,17 @@ pub async fn serve(
     );
     let metrics = Arc::new(Metrics::default());
     let writer = MessageWriter::spawn(store.clone(), metrics.clone());
-    let mode = Mode::start(&config, &metrics).await?;
+    let (mode, inbound) = Mode::start(&config, &metrics).await?;
+    let limits = ChatLimits {
+        max_chars: config.max_message_chars,
+        rooms: config.rooms,
+    };
     let chat = Chat::new(
         store.clone(),
         writer,
         accounts.clone(),
         mode.clone(),
-        config.max_message_chars,
+        limits,
         metrics.clone(),
     );
     let state = AppState {
@@ -94,13 +98,15 @@ pub async fn serve(
             start(listener, state, layer, io, shutdown).await?
         }
         Mode::Cluster(cluster) => {
-            let adapter = cluster.adapter().await?;
             let (layer, io) = builder
-                .with_adapter::<FredAdapter<_>>(adapter)
+                .with_adapter::<RedisAdapter<_>>(cluster.adapter())
                 .build_layer();
             socket::attach(&io)
                 .await
                 .context("could not start the Redis adapter")?;
+            if let Some(inbound) = inbound {
+                tokio::spawn(socket::serve_bus(io.clone(), state.clone(), inbound));
+            }
             tracing::info!(instance = %config.instance_id, prefix = %config.redis_prefix, "cluster mode");
             start(listener, state, layer, io, shutdown).await?
         }

@@ -9,6 +9,8 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::store::rooms::RoomLimits;
+
 /// Command line of the `nexus-chat` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -151,6 +153,12 @@ pub struct Settings {
     /// Socket.io handshakes in progress at once from one client address.
     #[arg(long, env = "MAX_HANDSHAKES_PER_IP", default_value_t = 64, value_parser = parse_range("MAX_HANDSHAKES_PER_IP", 1, 1_000_000))]
     pub max_handshakes_per_ip: u32,
+    /// Most members of one room.
+    #[arg(long, env = "ROOM_MAX_MEMBERS", default_value_t = 1000, value_parser = parse_range("ROOM_MAX_MEMBERS", 2, 10_000))]
+    pub room_max_members: u32,
+    /// Most rooms one user may be a member of.
+    #[arg(long, env = "MAX_ROOMS_PER_USER", default_value_t = 500, value_parser = parse_range("MAX_ROOMS_PER_USER", 1, 100_000))]
+    pub max_rooms_per_user: u32,
     /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
     pub socket_buffer_packets: u32,
@@ -219,6 +227,8 @@ pub struct Config {
     pub max_handshakes_per_ip: u32,
     /// Outgoing packets buffered per socket.
     pub socket_buffer_packets: u32,
+    /// Room sizes.
+    pub rooms: RoomLimits,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -349,6 +359,10 @@ impl Settings {
             max_sockets_per_user: self.max_sockets_per_user,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
             socket_buffer_packets: self.socket_buffer_packets,
+            rooms: RoomLimits {
+                max_members: self.room_max_members,
+                max_rooms_per_user: self.max_rooms_per_user,
+            },
             log_format: self.log_format,
         })
     }

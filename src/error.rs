@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::store::StoreError;
+use crate::store::{Refusal, StoreError};
 
 /// Everything a request or event can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +22,21 @@ pub enum AppError {
     /// The receiver does not exist (404 / `unknown_receiver`).
     #[error("{0}")]
     UnknownReceiver(String),
-    /// A resource that does not exist (404).
+    /// A resource that does not exist, or that the caller may not see (404 / `not_found`).
     #[error("{0}")]
     NotFound(String),
+    /// A member tried what only a room's owner may do (403 / `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An id names no user, or no member of the room (404 / `unknown_user`).
+    #[error("{0}")]
+    UnknownUser(String),
+    /// The room would exceed `ROOM_MAX_MEMBERS` (409 / `room_full`).
+    #[error("{0}")]
+    RoomFull(String),
+    /// A user would exceed `MAX_ROOMS_PER_USER` (409 / `too_many_rooms`).
+    #[error("{0}")]
+    TooManyRooms(String),
     /// A unique value already taken (409).
     #[error("{0}")]
     Conflict(String),
@@ -48,9 +60,25 @@ pub enum AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
+            StoreError::Refused(why) => AppError::from(why),
             StoreError::Conflict => AppError::Conflict("Already exists".into()),
             StoreError::Unavailable(why) => AppError::Unavailable(why),
             StoreError::Internal(why) => AppError::Internal(why),
+        }
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(why: Refusal) -> Self {
+        match why {
+            Refusal::NotFound => AppError::room_not_found(),
+            Refusal::Forbidden => AppError::Forbidden("Only the room's owner may do that".into()),
+            Refusal::UnknownUser => AppError::UnknownUser("An id names no user".into()),
+            Refusal::NotAMember => {
+                AppError::UnknownUser("userId is not a member of this room".into())
+            }
+            Refusal::RoomFull => AppError::RoomFull("The room is full".into()),
+            Refusal::TooManyRooms => AppError::TooManyRooms("A user is in too many rooms".into()),
         }
     }
 }
@@ -62,12 +90,20 @@ impl From<anyhow::Error> for AppError {
 }
 
 impl AppError {
+    /// The answer for a room that does not exist and for one the caller is not in, alike.
+    pub fn room_not_found() -> AppError {
+        AppError::NotFound("Room not found".into())
+    }
+
     /// The contract's ack error code.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Invalid(_) | AppError::NotFound(_) | AppError::Conflict(_) => {
-                "invalid_payload"
-            }
+            AppError::Invalid(_) | AppError::Conflict(_) => "invalid_payload",
+            AppError::NotFound(_) => "not_found",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::UnknownUser(_) => "unknown_user",
+            AppError::RoomFull(_) => "room_full",
+            AppError::TooManyRooms(_) => "too_many_rooms",
             AppError::ContentTooLong(_) => "content_too_long",
             AppError::UnknownReceiver(_) => "unknown_receiver",
             AppError::Unauthorized(_) => "unauthorized",
@@ -104,8 +140,13 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             AppError::Invalid(_) | AppError::ContentTooLong(_) => StatusCode::BAD_REQUEST,
-            AppError::UnknownReceiver(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::UnknownReceiver(_) | AppError::NotFound(_) | AppError::UnknownUser(_) => {
+                StatusCode::NOT_FOUND
+            }
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) | AppError::RoomFull(_) | AppError::TooManyRooms(_) => {
+                StatusCode::CONFLICT
+            }
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::RateLimited(_) | AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

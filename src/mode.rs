@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use crate::{
-    cluster::{Cluster, HistoryCache},
+    cluster::{Bus, Cluster, HistoryCache, Inbound},
     config::Config,
     metrics::Metrics,
 };
@@ -16,16 +18,31 @@ pub enum Mode {
     /// A single process: presence in memory, no history cache, nobody else to deliver to.
     Embedded,
     /// One of several instances: presence, the history cache and delivery go through Redis.
-    Cluster(Cluster),
+    Cluster(Arc<Cluster>),
 }
 
 impl Mode {
-    /// Cluster mode when Redis is configured (connecting to it), else embedded.
-    pub async fn start(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Mode> {
+    /// Cluster mode when Redis is configured (connecting to it), else embedded. In cluster mode
+    /// the queue of what other instances send this one comes with it.
+    pub async fn start(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<(Mode, Option<mpsc::Receiver<Inbound>>)> {
         Ok(match &config.redis_url {
-            Some(url) => Mode::Cluster(Cluster::connect(url, config, metrics.clone()).await?),
-            None => Mode::Embedded,
+            Some(url) => {
+                let (cluster, inbound) = Cluster::connect(url, config, metrics.clone()).await?;
+                (Mode::Cluster(Arc::new(cluster)), Some(inbound))
+            }
+            None => (Mode::Embedded, None),
         })
+    }
+
+    /// The bus to the other instances, in cluster mode.
+    pub fn bus(&self) -> Option<&Bus> {
+        match self {
+            Mode::Embedded => None,
+            Mode::Cluster(cluster) => Some(&cluster.bus),
+        }
     }
 
     /// The Redis history cache, in cluster mode.

@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::store::{Message, User};
+use crate::store::{Member, Message, Recipient, Room, User};
 
 fn iso_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -38,59 +38,69 @@ impl UserView {
     }
 }
 
-/// `{"id","content","senderId","receiverId","createdAt"}`: acks and history.
+/// `{"id","content","senderId","receiverId","createdAt"}` for a direct message, and
+/// `{"id","content","senderId","roomId","createdAt"}` for a room message: acks and history.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageView {
+pub struct MessageView<'a> {
     /// `id`.
     pub id: Uuid,
     /// `content`, as sent.
-    pub content: String,
+    pub content: &'a str,
     /// `senderId`.
     pub sender_id: Uuid,
-    /// `receiverId`.
-    pub receiver_id: Uuid,
+    /// `receiverId` (direct messages only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_id: Option<Uuid>,
+    /// `roomId` (room messages only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<Uuid>,
     /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&Message> for MessageView {
-    fn from(m: &Message) -> Self {
+impl<'a> From<&'a Message> for MessageView<'a> {
+    fn from(m: &'a Message) -> Self {
+        let (receiver_id, room_id) = match m.to {
+            Recipient::User(id) => (Some(id), None),
+            Recipient::Room(id) => (None, Some(id)),
+        };
         MessageView {
             id: m.id,
-            content: m.content.clone(),
+            content: &m.content,
             sender_id: m.sender_id,
-            receiver_id: m.receiver_id,
+            receiver_id,
+            room_id,
             created_at: m.created_at,
         }
     }
 }
 
-/// `message:new`: the message plus the sender's name.
+/// `message:new` and `room:message`: the message plus the sender's name.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NewMessageEvent {
+pub struct NewMessageEvent<'a> {
     /// The message's own keys.
     #[serde(flatten)]
-    pub message: MessageView,
+    pub message: MessageView<'a>,
     /// `senderUsername`.
-    pub sender_username: String,
+    pub sender_username: &'a str,
 }
 
 /// `{"messages": [...], "hasMore": bool}`: `message:sync` and REST paging.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessagePage {
+pub struct MessagePage<'a> {
     /// `messages`, oldest first.
-    pub messages: Vec<MessageView>,
+    pub messages: Vec<MessageView<'a>>,
     /// `hasMore`: older (or, for sync, newer) messages exist.
     pub has_more: bool,
 }
 
-impl MessagePage {
+impl<'a> MessagePage<'a> {
     /// A page from domain messages.
-    pub fn new(messages: &[Message], has_more: bool) -> MessagePage {
+    pub fn new(messages: &'a [Message], has_more: bool) -> MessagePage<'a> {
         MessagePage {
             messages: messages.iter().map(MessageView::from).collect(),
             has_more,
@@ -109,14 +119,105 @@ pub struct PeerView {
     pub online: bool,
 }
 
-/// One entry of `GET /api/conversations`.
+/// One entry of `GET /api/conversations`: a direct conversation or a room.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ConversationView<'a> {
+    /// `{"peer", "lastMessage"}`.
+    #[serde(rename_all = "camelCase")]
+    Direct {
+        /// `peer`.
+        peer: PeerView,
+        /// `lastMessage`.
+        last_message: MessageView<'a>,
+    },
+    /// `{"room": {"id","name","memberCount"}, "lastMessage"}`.
+    #[serde(rename_all = "camelCase")]
+    Room {
+        /// `room`.
+        room: RoomBrief<'a>,
+        /// `lastMessage`: `null` while the room has no messages.
+        last_message: Option<MessageView<'a>>,
+    },
+}
+
+/// `{"id","name","memberCount"}`: a room in the conversation list.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConversationView {
-    /// `peer`.
-    pub peer: PeerView,
-    /// `lastMessage`.
-    pub last_message: MessageView,
+pub struct RoomBrief<'a> {
+    /// `id`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: &'a str,
+    /// `memberCount`.
+    pub member_count: i64,
+    /// `createdAt` (beyond the contract: lets a client place a room without messages).
+    #[serde(serialize_with = "iso_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// `{"id","name","ownerId","createdAt","members"}`: acks of the room events, `room:updated`,
+/// `GET /api/rooms/{roomId}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomView<'a> {
+    /// `id`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: &'a str,
+    /// `ownerId`.
+    pub owner_id: Option<Uuid>,
+    /// `createdAt`.
+    #[serde(serialize_with = "iso_millis")]
+    pub created_at: DateTime<Utc>,
+    /// `members`, earliest first.
+    pub members: Vec<MemberView<'a>>,
+}
+
+impl<'a> From<&'a Room> for RoomView<'a> {
+    fn from(room: &'a Room) -> Self {
+        RoomView {
+            id: room.id,
+            name: &room.name,
+            owner_id: room.owner_id(),
+            created_at: room.created_at,
+            members: room.members.iter().map(MemberView::from).collect(),
+        }
+    }
+}
+
+/// `{"id","username","role","joinedAt"}`: one member of a room.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView<'a> {
+    /// `id`.
+    pub id: Uuid,
+    /// `username`.
+    pub username: &'a str,
+    /// `role`: "owner" or "member".
+    pub role: &'static str,
+    /// `joinedAt`.
+    #[serde(serialize_with = "iso_millis")]
+    pub joined_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a Member> for MemberView<'a> {
+    fn from(m: &'a Member) -> Self {
+        MemberView {
+            id: m.user.id,
+            username: &m.user.username,
+            role: m.role.as_str(),
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+/// `room:removed` `{"roomId"}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomRemovedEvent {
+    /// `roomId`.
+    pub room_id: Uuid,
 }
 
 /// `{"id","username","createdAt"}`: `GET /api/me`.
@@ -145,12 +246,13 @@ mod tests {
         let event = NewMessageEvent {
             message: MessageView {
                 id,
-                content: "hi".into(),
+                content: "hi",
                 sender_id: id,
-                receiver_id: id,
+                receiver_id: Some(id),
+                room_id: None,
                 created_at: at,
             },
-            sender_username: "alice".into(),
+            sender_username: "alice",
         };
         let json = serde_json::to_value(&event).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();

@@ -4,7 +4,10 @@
 mod common;
 
 use common::TestDb;
-use nexus_chat::store::{NewMessage, Store, StoreError};
+use nexus_chat::store::{
+    Conversation, NewMessage, Recipient, Refusal, Role, Store, StoreError, Written,
+    rooms::{NewRoom, Removal, RoomLimits},
+};
 use uuid::Uuid;
 
 async fn open(db: &TestDb) -> Store {
@@ -20,8 +23,46 @@ async fn two_users(store: &Store) -> (Uuid, Uuid) {
 }
 
 async fn send(store: &Store, from: Uuid, to: Uuid, text: &str) -> nexus_chat::store::Message {
-    let msg = NewMessage::new(from, to, text.into(), None);
-    store.insert_messages(&[msg]).await.unwrap().remove(0).0
+    let msg = NewMessage::new(from, Recipient::User(to), text.into(), None);
+    store
+        .insert_messages(&[msg])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap()
+        .message
+}
+
+const LIMITS: RoomLimits = RoomLimits {
+    max_members: 4,
+    max_rooms_per_user: 2,
+};
+
+fn new_room(owner: Uuid, members: &[Uuid]) -> NewRoom {
+    NewRoom {
+        id: Uuid::now_v7(),
+        name: "team".into(),
+        created_at: chrono::Utc::now(),
+        owner,
+        members: members.to_vec(),
+    }
+}
+
+async fn say_in(store: &Store, from: Uuid, room: Uuid, text: &str) -> Result<Written, StoreError> {
+    let msg = NewMessage::new(from, Recipient::Room(room), text.into(), None);
+    store.insert_messages(&[msg]).await.unwrap().remove(0)
+}
+
+fn refused(result: Result<impl std::fmt::Debug, StoreError>) -> Refusal {
+    match result {
+        Err(StoreError::Refused(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The outcomes of a group commit, every one of which must have been stored.
+fn written(outcomes: Vec<Result<Written, StoreError>>) -> Vec<Written> {
+    outcomes.into_iter().map(|w| w.expect("stored")).collect()
 }
 
 macro_rules! conformance {
@@ -64,15 +105,22 @@ macro_rules! conformance {
                 let store = open(&db).await;
                 let (a, b) = two_users(&store).await;
                 let batch: Vec<_> = (0..50)
-                    .map(|i| NewMessage::new(a, b, format!("m{i}"), Some(format!("c{i}"))))
+                    .map(|i| {
+                        NewMessage::new(
+                            a,
+                            Recipient::User(b),
+                            format!("m{i}"),
+                            Some(format!("c{i}")),
+                        )
+                    })
                     .collect();
-                let stored = store.insert_messages(&batch).await.unwrap();
+                let stored = written(store.insert_messages(&batch).await.unwrap());
                 assert_eq!(stored.len(), 50);
-                assert!(stored.iter().all(|(_, created)| *created));
+                assert!(stored.iter().all(|w| w.created));
                 for pair in stored.windows(2) {
-                    assert!(pair[0].0.seq < pair[1].0.seq);
+                    assert!(pair[0].message.seq < pair[1].message.seq);
                 }
-                for (input, (out, _)) in batch.iter().zip(&stored) {
+                for (input, Written { message: out, .. }) in batch.iter().zip(&stored) {
                     assert_eq!(input.id, out.id);
                     assert_eq!(input.content, out.content);
                     assert_eq!(input.created_at, out.created_at);
@@ -84,31 +132,63 @@ macro_rules! conformance {
                 let db = $make;
                 let store = open(&db).await;
                 let (a, b) = two_users(&store).await;
-                let first = NewMessage::new(a, b, "hello".into(), Some("retry-1".into()));
-                let (original, created) = store.insert_messages(&[first]).await.unwrap().remove(0);
+                let first = NewMessage::new(
+                    a,
+                    Recipient::User(b),
+                    "hello".into(),
+                    Some("retry-1".into()),
+                );
+                let Written {
+                    message: original,
+                    created,
+                    ..
+                } = written(store.insert_messages(&[first]).await.unwrap()).remove(0);
                 assert!(created);
                 // The retry (new id, same clientMsgId) and a twin in one batch both map to it.
-                let retry = NewMessage::new(a, b, "hello".into(), Some("retry-1".into()));
-                let twin = NewMessage::new(a, b, "hello".into(), Some("retry-1".into()));
-                let out = store.insert_messages(&[retry, twin]).await.unwrap();
+                let retry = NewMessage::new(
+                    a,
+                    Recipient::User(b),
+                    "hello".into(),
+                    Some("retry-1".into()),
+                );
+                let twin = NewMessage::new(
+                    a,
+                    Recipient::User(b),
+                    "hello".into(),
+                    Some("retry-1".into()),
+                );
+                let out = written(store.insert_messages(&[retry, twin]).await.unwrap());
                 assert!(
                     out.iter()
-                        .all(|(m, created)| m.id == original.id && !created)
+                        .all(|w| w.message.id == original.id && !w.created)
                 );
                 // The same clientMsgId from another sender is a different message.
-                let other = NewMessage::new(b, a, "hi".into(), Some("retry-1".into()));
-                assert!(store.insert_messages(&[other]).await.unwrap()[0].1);
-                let page = store.conversation_page(a, b, None, 100).await.unwrap();
+                let other =
+                    NewMessage::new(b, Recipient::User(a), "hi".into(), Some("retry-1".into()));
+                assert!(written(store.insert_messages(&[other]).await.unwrap())[0].created);
+                let page = store
+                    .conversation_page(Conversation::direct(a, b), None, 100)
+                    .await
+                    .unwrap();
                 assert_eq!(page.len(), 2);
                 // Two new messages with one new clientMsgId in one batch: the first is stored,
                 // the second maps to it.
-                let x = NewMessage::new(a, b, "x".into(), Some("twin-1".into()));
-                let y = NewMessage::new(a, b, "y".into(), Some("twin-1".into()));
+                let x = NewMessage::new(a, Recipient::User(b), "x".into(), Some("twin-1".into()));
+                let y = NewMessage::new(a, Recipient::User(b), "y".into(), Some("twin-1".into()));
                 let x_id = x.id;
-                let out = store.insert_messages(&[x, y]).await.unwrap();
-                assert!(out[0].1 && !out[1].1, "first stored, second a retry");
-                assert!(out.iter().all(|(m, _)| m.id == x_id && m.content == "x"));
-                let page = store.conversation_page(a, b, None, 100).await.unwrap();
+                let out = written(store.insert_messages(&[x, y]).await.unwrap());
+                assert!(
+                    out[0].created && !out[1].created,
+                    "first stored, second a retry"
+                );
+                assert!(
+                    out.iter()
+                        .all(|w| w.message.id == x_id && w.message.content == "x")
+                );
+                let page = store
+                    .conversation_page(Conversation::direct(a, b), None, 100)
+                    .await
+                    .unwrap();
                 assert_eq!(page.len(), 3);
                 let list = store.conversations(b, 10).await.unwrap();
                 assert_eq!(
@@ -126,14 +206,17 @@ macro_rules! conformance {
                     let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
                     send(&store, from, to, &format!("m{i}")).await;
                 }
-                let latest = store.conversation_page(b, a, None, 10).await.unwrap();
+                let latest = store
+                    .conversation_page(Conversation::direct(b, a), None, 10)
+                    .await
+                    .unwrap();
                 let texts: Vec<_> = latest.iter().map(|m| m.content.as_str()).collect();
                 assert_eq!(texts, (15..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
                 let mut all = latest.clone();
                 let mut cursor = latest[0].seq;
                 loop {
                     let page = store
-                        .conversation_page(a, b, Some(cursor), 10)
+                        .conversation_page(Conversation::direct(a, b), Some(cursor), 10)
                         .await
                         .unwrap();
                     if page.is_empty() {
@@ -154,7 +237,10 @@ macro_rules! conformance {
                 let c = store.create_user("carol", "h").await.unwrap().id;
                 send(&store, a, b, "to bob").await;
                 send(&store, a, c, "to carol").await;
-                let ab = store.conversation_page(a, b, None, 100).await.unwrap();
+                let ab = store
+                    .conversation_page(Conversation::direct(a, b), None, 100)
+                    .await
+                    .unwrap();
                 assert_eq!(ab.len(), 1);
                 assert_eq!(ab[0].content, "to bob");
             }
@@ -196,6 +282,194 @@ macro_rules! conformance {
                 let for_carol = store.conversations(c, 10).await.unwrap();
                 assert_eq!(for_carol.len(), 1);
                 assert_eq!(for_carol[0].0.username, "alice");
+            }
+
+            #[tokio::test]
+            async fn a_room_is_created_with_its_owner_and_members_or_not_at_all() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let room = store.create_room(new_room(a, &[b]), LIMITS).await.unwrap();
+                assert_eq!(room.owner_id(), Some(a));
+                assert_eq!(room.members.len(), 2);
+                assert_eq!(room.members[0].user.username, "alice");
+                assert_eq!(room.members[0].role, Role::Owner);
+                assert_eq!(room.members[1].role, Role::Member);
+                // An unknown member refuses the whole room.
+                let ghost = Uuid::now_v7();
+                let bad = new_room(a, &[b, ghost]);
+                let bad_id = bad.id;
+                assert_eq!(
+                    refused(store.create_room(bad, LIMITS).await),
+                    Refusal::UnknownUser
+                );
+                assert!(store.room(bad_id).await.unwrap().is_none());
+                // Past the member cap.
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let d = store.create_user("dave", "h").await.unwrap().id;
+                let e = store.create_user("erin", "h").await.unwrap().id;
+                assert_eq!(
+                    refused(store.create_room(new_room(c, &[d, e, a, b]), LIMITS).await),
+                    Refusal::RoomFull
+                );
+                // Past the per-user room cap: alice and bob are in one room; a second is fine,
+                // a third is not.
+                store.create_room(new_room(b, &[a]), LIMITS).await.unwrap();
+                assert_eq!(
+                    refused(store.create_room(new_room(c, &[a]), LIMITS).await),
+                    Refusal::TooManyRooms
+                );
+                assert_eq!(store.rooms_of(c, 10).await.unwrap().len(), 0);
+            }
+
+            #[tokio::test]
+            async fn only_the_owner_renames_adds_and_removes_others() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let room = store.create_room(new_room(a, &[b]), LIMITS).await.unwrap();
+                assert_eq!(
+                    refused(store.rename_room(room.id, b, "x").await),
+                    Refusal::Forbidden
+                );
+                assert_eq!(
+                    refused(store.rename_room(room.id, c, "x").await),
+                    Refusal::NotFound
+                );
+                assert_eq!(
+                    store.rename_room(room.id, a, "renamed").await.unwrap().name,
+                    "renamed"
+                );
+                assert_eq!(
+                    refused(store.add_members(room.id, b, &[c], LIMITS).await),
+                    Refusal::Forbidden
+                );
+                assert_eq!(
+                    refused(store.remove_member(room.id, b, a).await),
+                    Refusal::Forbidden
+                );
+                assert_eq!(
+                    refused(store.remove_member(room.id, a, c).await),
+                    Refusal::NotAMember
+                );
+                let (after, added) = store
+                    .add_members(room.id, a, &[b, c], LIMITS)
+                    .await
+                    .unwrap();
+                assert_eq!(added, [c], "members already in the room are skipped");
+                assert!(
+                    after.version > room.version,
+                    "a membership change bumps the version"
+                );
+                let (same, none) = store.add_members(room.id, a, &[c], LIMITS).await.unwrap();
+                assert!(none.is_empty());
+                assert_eq!(same.version, after.version, "no change, no new version");
+            }
+
+            #[tokio::test]
+            async fn an_owner_who_leaves_hands_over_and_the_last_member_deletes_the_room() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let room = store.create_room(new_room(a, &[b]), LIMITS).await.unwrap();
+                store.add_members(room.id, a, &[c], LIMITS).await.unwrap();
+                let hello = say_in(&store, b, room.id, "hello").await.unwrap();
+                match store.remove_member(room.id, a, a).await.unwrap() {
+                    Removal::Remains(r) => {
+                        assert_eq!(r.owner_id(), Some(b), "earliest member inherits")
+                    }
+                    Removal::Deleted => panic!("two members remain"),
+                }
+                match store.remove_member(room.id, b, c).await.unwrap() {
+                    Removal::Remains(r) => assert_eq!(r.member_ids(), [b]),
+                    Removal::Deleted => panic!("bob remains"),
+                }
+                assert!(matches!(
+                    store.remove_member(room.id, b, b).await.unwrap(),
+                    Removal::Deleted
+                ));
+                assert!(store.room(room.id).await.unwrap().is_none());
+                assert!(store.message(hello.message.id).await.unwrap().is_none());
+                assert_eq!(
+                    refused(store.remove_member(room.id, b, b).await),
+                    Refusal::NotFound
+                );
+            }
+
+            #[tokio::test]
+            async fn room_messages_share_seq_order_and_only_members_may_send() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let room = store.create_room(new_room(a, &[b]), LIMITS).await.unwrap();
+                let first = send(&store, a, b, "direct").await;
+                let in_room = say_in(&store, b, room.id, "to the room").await.unwrap();
+                assert!(in_room.created);
+                assert_eq!(in_room.room_version, Some(room.version));
+                assert!(in_room.message.seq > first.seq);
+                assert_eq!(in_room.message.to, Recipient::Room(room.id));
+                // A non-member is refused, and nothing is stored.
+                assert_eq!(
+                    refused(say_in(&store, c, room.id, "let me in").await),
+                    Refusal::NotFound
+                );
+                let page = store
+                    .conversation_page(Conversation::Room(room.id), None, 100)
+                    .await
+                    .unwrap();
+                let texts: Vec<_> = page.iter().map(|m| m.content.as_str()).collect();
+                assert_eq!(texts, ["to the room"]);
+                // Sync: members get the room's messages in commit order; others do not.
+                let for_alice = store.messages_after(a, 0, 10).await.unwrap();
+                let texts: Vec<_> = for_alice.iter().map(|m| m.content.as_str()).collect();
+                assert_eq!(texts, ["direct", "to the room"]);
+                assert!(store.messages_after(c, 0, 10).await.unwrap().is_empty());
+                // After leaving, the room's messages (even their own) are no longer theirs.
+                store.remove_member(room.id, b, b).await.unwrap();
+                let for_bob = store.messages_after(b, 0, 10).await.unwrap();
+                let texts: Vec<_> = for_bob.iter().map(|m| m.content.as_str()).collect();
+                assert_eq!(texts, ["direct"]);
+                // The list shows the room with its member count and newest message.
+                let rooms = store.rooms_of(a, 10).await.unwrap();
+                assert_eq!(rooms.len(), 1);
+                assert_eq!(rooms[0].member_count, 1);
+                assert_eq!(
+                    rooms[0].last_message.as_ref().map(|m| m.id),
+                    Some(in_room.message.id)
+                );
+            }
+
+            #[tokio::test]
+            async fn the_directory_matches_a_prefix_in_any_case_and_leaves_out_the_caller() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, _) = two_users(&store).await;
+                store.create_user("Alina", "h").await.unwrap();
+                store.create_user("al_x", "h").await.unwrap();
+                store.create_user("alpha", "h").await.unwrap();
+                let names = |users: Vec<nexus_chat::store::User>| {
+                    users.into_iter().map(|u| u.username).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    names(store.users_with_prefix("AL", a, 10).await.unwrap()),
+                    ["al_x", "Alina", "alpha"]
+                );
+                // `_` is a letter of names here, not a wildcard.
+                assert_eq!(
+                    names(store.users_with_prefix("al_", a, 10).await.unwrap()),
+                    ["al_x"]
+                );
+                assert_eq!(store.users_with_prefix("al", a, 2).await.unwrap().len(), 2);
+                assert!(
+                    store
+                        .users_with_prefix("zz", a, 10)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
             }
 
             #[tokio::test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestDb;
-use nexus_chat::store::{NewMessage, Store};
+use nexus_chat::store::{Conversation, NewMessage, Recipient, Store};
 use proptest::prelude::*;
 
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -39,9 +39,9 @@ proptest! {
                 .iter()
                 .enumerate()
                 .map(|(i, d)| match d {
-                    0 => NewMessage::new(a, b, format!("m{i}"), None),
-                    1 => NewMessage::new(b, a, format!("m{i}"), None),
-                    _ => NewMessage::new(a, c, format!("m{i}"), None),
+                    0 => NewMessage::new(a, Recipient::User(b), format!("m{i}"), None),
+                    1 => NewMessage::new(b, Recipient::User(a), format!("m{i}"), None),
+                    _ => NewMessage::new(a, Recipient::User(c), format!("m{i}"), None),
                 })
                 .collect();
             for chunk in all.chunks(batch) {
@@ -49,7 +49,7 @@ proptest! {
             }
             let expected: Vec<String> = all
                 .iter()
-                .filter(|m| m.receiver_id != c)
+                .filter(|m| m.receiver_id() != Some(c))
                 .map(|m| m.content.clone())
                 .collect();
 
@@ -57,7 +57,7 @@ proptest! {
             let mut back = Vec::new();
             let mut cursor = None;
             loop {
-                let got = store.conversation_page(a, b, cursor, page).await.unwrap();
+                let got = store.conversation_page(Conversation::direct(a, b), cursor, page).await.unwrap();
                 if got.is_empty() {
                     break;
                 }

@@ -1,24 +1,38 @@
-//! The chat service: sending, history, catch-up and the conversation list. Transports (REST and
-//! Socket.io) parse their input into the requests of `requests` and map the results; the rules
-//! live here.
+//! The chat service: sending, history, catch-up, rooms and the conversation list. Transports
+//! (REST and Socket.io) parse their input into the requests of `requests` and map the results;
+//! the rules live here (`rooms.rs` for rooms, `members.rs` for who is in which room).
 
+pub mod members;
 pub mod requests;
+mod rooms;
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use self::requests::{HistoryRequest, SendMessage, SyncRequest};
+pub use self::{
+    members::{Members, RoomDirectory},
+    requests::{HistoryRequest, SendMessage, SyncRequest},
+    rooms::{RoomChange, RoomSent},
+};
 use crate::{
     auth::Accounts,
     error::AppError,
     metrics::{Metrics, inc},
     mode::Mode,
-    store::{Message, NewMessage, Store, User, conversation_key, writer::MessageWriter},
+    presence::Presence,
+    store::{
+        Conversation, Message, NewMessage, Recipient, RoomSummary, Store, User, rooms::RoomLimits,
+        writer::MessageWriter,
+    },
 };
 
 /// Largest page of history or sync.
 pub const MAX_PAGE: usize = 100;
+/// Most conversations `GET /api/conversations` lists.
+const MAX_CONVERSATIONS: usize = 500;
+/// Largest page of the user directory, and its default.
+pub const MAX_DIRECTORY_PAGE: usize = 50;
 
 /// The result of a send: the stored message and whether this call stored it (a retry did not).
 #[derive(Debug, Clone)]
@@ -29,63 +43,129 @@ pub struct Sent {
     pub created: bool,
 }
 
+/// One entry of the conversation list.
+#[derive(Debug, Clone)]
+pub enum ConversationEntry {
+    /// A direct conversation: the other user and the newest message.
+    Direct {
+        /// The other participant.
+        peer: User,
+        /// The newest message between them.
+        last: Message,
+    },
+    /// A room the user is in.
+    Room(RoomSummary),
+}
+
+impl ConversationEntry {
+    /// What the list sorts by, newest first: the newest message's time (a room without messages:
+    /// its creation), then commit order.
+    fn recency(&self) -> (chrono::DateTime<chrono::Utc>, i64) {
+        match self {
+            ConversationEntry::Direct { last, .. } => (last.created_at, last.seq),
+            ConversationEntry::Room(room) => match &room.last_message {
+                Some(last) => (last.created_at, last.seq),
+                None => (room.created_at, 0),
+            },
+        }
+    }
+}
+
+/// The limits the chat service enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    /// Longest content, in characters after trimming (`MAX_MESSAGE_CHARS`).
+    pub max_chars: usize,
+    /// Room sizes.
+    pub rooms: RoomLimits,
+}
+
 /// Chat operations over the store.
 pub struct Chat {
     store: Store,
     writer: MessageWriter,
     accounts: Arc<Accounts>,
     mode: Mode,
-    max_chars: usize,
+    rooms: RoomDirectory,
+    limits: ChatLimits,
     metrics: Arc<Metrics>,
 }
 
 impl Chat {
-    /// The service; in cluster mode it reads and fills the Redis history cache.
+    /// The service; in cluster mode it reads and fills the Redis history cache and tells the
+    /// other instances of membership changes.
     pub fn new(
         store: Store,
         writer: MessageWriter,
         accounts: Arc<Accounts>,
         mode: Mode,
-        max_chars: usize,
+        limits: ChatLimits,
         metrics: Arc<Metrics>,
     ) -> Chat {
         Chat {
+            rooms: RoomDirectory::new(store.clone()),
             store,
             writer,
             accounts,
             mode,
-            max_chars,
+            limits,
             metrics,
         }
     }
 
-    /// Validates and durably stores a message. Returns only after the commit.
-    pub async fn send(&self, sender: &User, req: SendMessage) -> Result<Sent, AppError> {
-        let trimmed = req.content.trim();
+    /// Who is in which room, in memory.
+    pub fn rooms(&self) -> &RoomDirectory {
+        &self.rooms
+    }
+
+    /// The content rule of every send: 1 to `MAX_MESSAGE_CHARS` characters after trimming.
+    fn check_content(&self, content: &str) -> Result<(), AppError> {
+        let trimmed = content.trim();
         if trimmed.is_empty() {
             return Err(AppError::Invalid("content must not be empty".into()));
         }
-        if trimmed.chars().count() > self.max_chars {
+        if trimmed.chars().count() > self.limits.max_chars {
             return Err(AppError::ContentTooLong(format!(
                 "content is longer than {} characters",
-                self.max_chars
+                self.limits.max_chars
             )));
         }
+        Ok(())
+    }
+
+    /// Stores a validated message through the group commit; returns only after the commit, and
+    /// after a new message is in the history cache.
+    async fn store(&self, new: NewMessage) -> Result<crate::store::Written, AppError> {
+        inc(&self.metrics.messages_accepted);
+        let written = self.writer.write(new).await?;
+        if let (true, Some(cache)) = (written.created, self.mode.history_cache()) {
+            // After the commit and before the ack and the event, so that whoever hears of the
+            // message finds it in history; a slow Redis delays the ack by at most PUSH_WAIT.
+            cache.push(written.message.clone()).await;
+        }
+        Ok(written)
+    }
+
+    /// Validates and durably stores a direct message. Returns only after the commit.
+    pub async fn send(&self, sender: &User, req: SendMessage) -> Result<Sent, AppError> {
+        self.check_content(&req.content)?;
         if req.receiver_id == sender.id {
             return Err(AppError::Invalid("receiverId must be another user".into()));
         }
         if self.accounts.user(req.receiver_id).await?.is_none() {
             return Err(AppError::UnknownReceiver("receiverId names no user".into()));
         }
-        inc(&self.metrics.messages_accepted);
-        let new = NewMessage::new(sender.id, req.receiver_id, req.content, req.client_msg_id);
-        let (message, created) = self.writer.write(new).await?;
-        if let (true, Some(cache)) = (created, self.mode.history_cache()) {
-            // After the commit and before the ack and message:new, so that whoever hears of the
-            // message finds it in history; a slow Redis delays the ack by at most PUSH_WAIT.
-            cache.push(message.clone()).await;
-        }
-        Ok(Sent { message, created })
+        let new = NewMessage::new(
+            sender.id,
+            Recipient::User(req.receiver_id),
+            req.content,
+            req.client_msg_id,
+        );
+        let written = self.store(new).await?;
+        Ok(Sent {
+            message: written.message,
+            created: written.created,
+        })
     }
 
     /// Up to `limit` messages between `me` and `peer` before the message `before` (or the
@@ -99,61 +179,71 @@ impl Chat {
             limit,
         }: HistoryRequest,
     ) -> Result<(Vec<Message>, bool), AppError> {
+        self.page(Conversation::direct(me, peer), before, limit)
+            .await
+    }
+
+    /// A page of `conversation` (the caller may read it): from the history cache when it can
+    /// answer, else from the database (refilling the cache with the latest page).
+    async fn page(
+        &self,
+        conversation: Conversation,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), AppError> {
         let before_seq = match before {
             None => None,
-            Some(id) => {
-                let cursor = self.store.message(id).await?;
-                match cursor {
-                    Some(m)
-                        if conversation_key(m.sender_id, m.receiver_id)
-                            == conversation_key(me, peer) =>
-                    {
-                        Some(m.seq)
-                    }
-                    _ => {
-                        return Err(AppError::Invalid(
-                            "before is not a message of this conversation".into(),
-                        ));
-                    }
+            Some(id) => match self.store.message(id).await? {
+                Some(m) if m.conversation() == conversation => Some(m.seq),
+                _ => {
+                    return Err(AppError::Invalid(
+                        "before is not a message of this conversation".into(),
+                    ));
                 }
-            }
+            },
         };
-        if let Some(cache) = self.mode.history_cache()
-            && let Some(page) = cache.page(me, peer, before_seq, limit).await
+        let cache = self.mode.history_cache();
+        if let Some(cache) = cache
+            && let Some(page) = cache.page(conversation, before_seq, limit).await
         {
             return Ok(page);
         }
         let mut page = self
             .store
-            .conversation_page(me, peer, before_seq, limit + 1)
+            .conversation_page(conversation, before_seq, limit + 1)
             .await?;
         let has_more = page.len() > limit;
         if has_more {
             page.remove(0);
         }
-        if let (None, Some(cache)) = (before_seq, self.mode.history_cache()) {
-            cache.refill(me, peer, &page, has_more).await;
+        if let (None, Some(cache)) = (before_seq, cache) {
+            cache.refill(conversation, &page, has_more).await;
         }
         Ok((page, has_more))
     }
 
-    /// Messages to or from `me` committed after the message `after`, oldest first, and whether
-    /// more follow. Never skips one: `seq` is commit order.
+    /// Messages `me` may read committed after the message `after`, oldest first, and whether more
+    /// follow: direct messages to or from them and the messages of their rooms. Never skips one:
+    /// `seq` is commit order.
     pub async fn sync(
         &self,
         me: Uuid,
         SyncRequest { after, limit }: SyncRequest,
     ) -> Result<(Vec<Message>, bool), AppError> {
-        let cursor = self.store.message(after).await?;
-        let after_seq = match cursor {
-            Some(m) if m.sender_id == me || m.receiver_id == me => m.seq,
-            _ => {
-                return Err(AppError::Invalid(
-                    "after is not one of your messages".into(),
-                ));
-            }
+        let invalid = || AppError::Invalid("after is not one of your messages".into());
+        let cursor = self.store.message(after).await?.ok_or_else(invalid)?;
+        let readable = match cursor.to {
+            Recipient::User(_) => cursor.is_direct_with(me),
+            Recipient::Room(room) => self
+                .rooms
+                .members(room)
+                .await?
+                .is_some_and(|m| m.contains(me)),
         };
-        let mut page = self.store.messages_after(me, after_seq, limit + 1).await?;
+        if !readable {
+            return Err(invalid());
+        }
+        let mut page = self.store.messages_after(me, cursor.seq, limit + 1).await?;
         let has_more = page.len() > limit;
         page.truncate(limit);
         Ok((page, has_more))
@@ -167,8 +257,52 @@ impl Chat {
         }
     }
 
-    /// The user's conversations, most recent first.
-    pub async fn conversations(&self, me: Uuid) -> Result<Vec<(User, Message)>, AppError> {
-        Ok(self.store.conversations(me, 500).await?)
+    /// The user's direct conversations and rooms, most recent first.
+    pub async fn conversations(&self, me: Uuid) -> Result<Vec<ConversationEntry>, AppError> {
+        let direct = self.store.conversations(me, MAX_CONVERSATIONS).await?;
+        let rooms = self.store.rooms_of(me, MAX_CONVERSATIONS).await?;
+        let mut entries: Vec<ConversationEntry> = direct
+            .into_iter()
+            .map(|(peer, last)| ConversationEntry::Direct { peer, last })
+            .chain(rooms.into_iter().map(ConversationEntry::Room))
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.recency()));
+        entries.truncate(MAX_CONVERSATIONS);
+        Ok(entries)
+    }
+
+    /// The user directory: users whose name starts with `prefix` (any case), `me` excluded,
+    /// online first, then by name; at most `limit`. Returns each with whether they are online.
+    pub async fn find_users(
+        &self,
+        presence: &Presence,
+        me: Uuid,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(User, bool)>, AppError> {
+        let wanted = prefix.to_lowercase();
+        let mut online: Vec<User> = presence
+            .online_users()
+            .await?
+            .into_iter()
+            .filter(|u| u.id != me && u.username.to_lowercase().starts_with(&wanted))
+            .collect();
+        online.sort_by_key(|u| u.username.to_lowercase());
+        online.truncate(limit);
+        // Enough offline candidates even if every online match comes back from the query too.
+        let more = self
+            .store
+            .users_with_prefix(prefix, me, limit + online.len())
+            .await?;
+        let mut found: Vec<(User, bool)> = online.iter().cloned().map(|u| (u, true)).collect();
+        for user in more {
+            if found.len() >= limit {
+                break;
+            }
+            if !online.iter().any(|o| o.id == user.id) {
+                found.push((user, false));
+            }
+        }
+        Ok(found)
     }
 }

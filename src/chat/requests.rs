@@ -109,32 +109,40 @@ impl HistoryRequest {
     }
 }
 
+/// `content` (a string without NUL) and the optional `clientMsgId` of a send.
+fn content_and_client_id(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<(String, Option<String>), AppError> {
+    let content = match obj.get("content") {
+        Some(Value::String(s)) if s.contains('\0') => {
+            return Err(invalid("content must not contain NUL characters"));
+        }
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => return Err(invalid("content is required")),
+        Some(_) => return Err(invalid("content must be a string")),
+    };
+    let client_msg_id = match obj.get("clientMsgId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID && !s.contains('\0') =>
+        {
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "clientMsgId must be a string of 1 to {MAX_CLIENT_MSG_ID} characters"
+            )));
+        }
+    };
+    Ok((content, client_msg_id))
+}
+
 impl SendMessage {
     /// Parses `{"receiverId", "content", "clientMsgId"?}`.
     pub fn from_payload(payload: &Value) -> Result<SendMessage, AppError> {
         let obj = object(payload)?;
         let receiver_id = required_uuid(obj, "receiverId")?;
-        let content = match obj.get("content") {
-            Some(Value::String(s)) if s.contains('\0') => {
-                return Err(invalid("content must not contain NUL characters"));
-            }
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => return Err(invalid("content is required")),
-            Some(_) => return Err(invalid("content must be a string")),
-        };
-        let client_msg_id = match obj.get("clientMsgId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s))
-                if !s.is_empty() && s.chars().count() <= MAX_CLIENT_MSG_ID && !s.contains('\0') =>
-            {
-                Some(s.clone())
-            }
-            Some(_) => {
-                return Err(invalid(format!(
-                    "clientMsgId must be a string of 1 to {MAX_CLIENT_MSG_ID} characters"
-                )));
-            }
-        };
+        let (content, client_msg_id) = content_and_client_id(obj)?;
         Ok(SendMessage {
             receiver_id,
             content,
@@ -162,6 +170,207 @@ impl SyncRequest {
         Ok(SyncRequest {
             after: required_uuid(obj, "after")?,
             limit: parse_limit(obj.get("limit"))?,
+        })
+    }
+}
+
+/// Longest room name, in characters after trimming.
+pub const MAX_ROOM_NAME: usize = 100;
+
+/// `room:create`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRoom {
+    /// The name, trimmed.
+    pub name: String,
+    /// The first members besides the caller, distinct.
+    pub member_ids: Vec<Uuid>,
+}
+
+/// `room:rename`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenameRoom {
+    /// The room.
+    pub room_id: Uuid,
+    /// The new name, trimmed.
+    pub name: String,
+}
+
+/// `room:add`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddMembers {
+    /// The room.
+    pub room_id: Uuid,
+    /// Who to add, distinct.
+    pub user_ids: Vec<Uuid>,
+}
+
+/// `room:remove`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveMember {
+    /// The room.
+    pub room_id: Uuid,
+    /// Who leaves (the caller) or is removed (by the owner).
+    pub user_id: Uuid,
+}
+
+/// `room:send`.
+#[derive(Debug, Clone)]
+pub struct SendToRoom {
+    /// The room.
+    pub room_id: Uuid,
+    /// The text, as sent.
+    pub content: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+}
+
+/// A page of a room: `room:history` or `GET /api/rooms/{roomId}/messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomHistory {
+    /// The room.
+    pub room_id: Uuid,
+    /// The page ends just before this message (`None`: the latest).
+    pub before: Option<Uuid>,
+    /// At most this many messages.
+    pub limit: usize,
+}
+
+/// A room name: a string of 1 to `MAX_ROOM_NAME` characters after trimming, kept trimmed.
+fn room_name(obj: &serde_json::Map<String, Value>) -> Result<String, AppError> {
+    match obj.get("name") {
+        Some(Value::String(s)) => {
+            let name = s.trim();
+            let chars = name.chars().count();
+            if chars == 0 || chars > MAX_ROOM_NAME || name.contains('\0') {
+                Err(invalid(format!(
+                    "name must be 1 to {MAX_ROOM_NAME} characters"
+                )))
+            } else {
+                Ok(name.to_owned())
+            }
+        }
+        None | Some(Value::Null) => Err(invalid("name is required")),
+        Some(_) => Err(invalid("name must be a string")),
+    }
+}
+
+/// An array of distinct user ids. `required`: absent is an error, else an empty list.
+fn user_ids(
+    obj: &serde_json::Map<String, Value>,
+    name: &str,
+    required: bool,
+) -> Result<Vec<Uuid>, AppError> {
+    let items = match obj.get(name) {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) if !required => return Ok(Vec::new()),
+        None | Some(Value::Null) => return Err(invalid(format!("{name} is required"))),
+        Some(_) => return Err(invalid(format!("{name} must be an array of user ids"))),
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| invalid(format!("{name} must be an array of user ids")))?;
+        if ids.contains(&id) {
+            return Err(invalid(format!("{name} has a duplicate id")));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// The most ids one `room:create` or `room:add` may name, whatever the room's cap: beyond it
+/// the list is refused before anything is looked up.
+pub const MAX_IDS_PER_REQUEST: usize = 10_000;
+
+impl CreateRoom {
+    /// Parses `{"name", "memberIds"?}`.
+    pub fn from_payload(payload: &Value) -> Result<CreateRoom, AppError> {
+        let obj = object(payload)?;
+        let name = room_name(obj)?;
+        let member_ids = user_ids(obj, "memberIds", false)?;
+        if member_ids.len() > MAX_IDS_PER_REQUEST {
+            return Err(AppError::RoomFull("too many members".into()));
+        }
+        Ok(CreateRoom { name, member_ids })
+    }
+}
+
+impl RenameRoom {
+    /// Parses `{"roomId", "name"}`.
+    pub fn from_payload(payload: &Value) -> Result<RenameRoom, AppError> {
+        let obj = object(payload)?;
+        Ok(RenameRoom {
+            room_id: required_uuid(obj, "roomId")?,
+            name: room_name(obj)?,
+        })
+    }
+}
+
+impl AddMembers {
+    /// Parses `{"roomId", "userIds"}`.
+    pub fn from_payload(payload: &Value) -> Result<AddMembers, AppError> {
+        let obj = object(payload)?;
+        let room_id = required_uuid(obj, "roomId")?;
+        let user_ids = user_ids(obj, "userIds", true)?;
+        if user_ids.is_empty() {
+            return Err(invalid("userIds must name at least one user"));
+        }
+        if user_ids.len() > MAX_IDS_PER_REQUEST {
+            return Err(AppError::RoomFull("too many members".into()));
+        }
+        Ok(AddMembers { room_id, user_ids })
+    }
+}
+
+impl RemoveMember {
+    /// Parses `{"roomId", "userId"}`.
+    pub fn from_payload(payload: &Value) -> Result<RemoveMember, AppError> {
+        let obj = object(payload)?;
+        Ok(RemoveMember {
+            room_id: required_uuid(obj, "roomId")?,
+            user_id: required_uuid(obj, "userId")?,
+        })
+    }
+}
+
+impl SendToRoom {
+    /// Parses `{"roomId", "content", "clientMsgId"?}`.
+    pub fn from_payload(payload: &Value) -> Result<SendToRoom, AppError> {
+        let obj = object(payload)?;
+        let room_id = required_uuid(obj, "roomId")?;
+        let (content, client_msg_id) = content_and_client_id(obj)?;
+        Ok(SendToRoom {
+            room_id,
+            content,
+            client_msg_id,
+        })
+    }
+}
+
+impl RoomHistory {
+    /// Parses `{"roomId", "before"?, "limit"?}`.
+    pub fn from_payload(payload: &Value) -> Result<RoomHistory, AppError> {
+        let obj = object(payload)?;
+        Ok(RoomHistory {
+            room_id: required_uuid(obj, "roomId")?,
+            before: uuid_field(obj, "before")?,
+            limit: parse_limit(obj.get("limit"))?,
+        })
+    }
+
+    /// The query `?before=<id>&limit=<n>` of a REST room page.
+    pub fn from_query(
+        room_id: Uuid,
+        before: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<RoomHistory, AppError> {
+        let page = HistoryRequest::from_query(room_id, before, limit)?;
+        Ok(RoomHistory {
+            room_id,
+            before: page.before,
+            limit: page.limit,
         })
     }
 }

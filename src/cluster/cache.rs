@@ -35,7 +35,7 @@ use uuid::Uuid;
 use super::keys::Keys;
 use crate::{
     metrics::{Metrics, inc},
-    store::{Message, conversation_key},
+    store::{Conversation, Message, Recipient},
 };
 
 /// Idle conversations leave the cache after this long.
@@ -97,36 +97,49 @@ fn glob_escape(s: &str) -> String {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Cached {
+struct Cached<'a> {
     seq: i64,
     id: Uuid,
     sender_id: Uuid,
-    receiver_id: Uuid,
-    content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    receiver_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room_id: Option<Uuid>,
+    #[serde(borrow)]
+    content: std::borrow::Cow<'a, str>,
     created_at_ms: i64,
 }
 
-impl From<&Message> for Cached {
-    fn from(m: &Message) -> Self {
+impl<'a> From<&'a Message> for Cached<'a> {
+    fn from(m: &'a Message) -> Self {
+        let (receiver_id, room_id) = match m.to {
+            Recipient::User(id) => (Some(id), None),
+            Recipient::Room(id) => (None, Some(id)),
+        };
         Cached {
             seq: m.seq,
             id: m.id,
             sender_id: m.sender_id,
-            receiver_id: m.receiver_id,
-            content: m.content.clone(),
+            receiver_id,
+            room_id,
+            content: std::borrow::Cow::Borrowed(&m.content),
             created_at_ms: m.created_at.timestamp_millis(),
         }
     }
 }
 
-impl From<Cached> for Message {
-    fn from(c: Cached) -> Self {
+impl From<Cached<'_>> for Message {
+    fn from(c: Cached<'_>) -> Self {
+        let to = match (c.room_id, c.receiver_id) {
+            (Some(room), _) => Recipient::Room(room),
+            (None, receiver) => Recipient::User(receiver.unwrap_or_default()),
+        };
         Message {
             seq: c.seq,
             id: c.id,
             sender_id: c.sender_id,
-            receiver_id: c.receiver_id,
-            content: c.content,
+            to,
+            content: c.content.into_owned(),
             created_at: DateTime::<Utc>::from_timestamp_millis(c.created_at_ms).unwrap_or_default(),
         }
     }
@@ -203,8 +216,8 @@ impl HistoryCache {
         }
     }
 
-    fn conv_keys(&self, a: Uuid, b: Uuid) -> Vec<String> {
-        let (lo, hi) = conversation_key(a, b);
+    fn conv_keys(&self, conversation: Conversation) -> Vec<String> {
+        let (lo, hi) = conversation.key();
         vec![self.keys.history(lo, hi), self.keys.history_floor(lo, hi)]
     }
 
@@ -263,7 +276,7 @@ impl HistoryCache {
             for (m, _) in &batch {
                 // EVAL script 2 set floor args… (routed by the set's key on a Redis Cluster).
                 let mut args = vec![Value::from_static_str(STORE), Value::from_static_str("2")];
-                let keys = self.conv_keys(m.sender_id, m.receiver_id);
+                let keys = self.conv_keys(m.conversation());
                 let argv = self.store_args(None, std::slice::from_ref(m));
                 args.extend(keys.into_iter().chain(argv).map(Value::from));
                 let eval = CustomCommand::new("EVAL", ClusterHash::Offset(2), false);
@@ -315,16 +328,27 @@ impl HistoryCache {
 
     /// Drops the floor of `message`'s conversation (in the background, until Redis answers).
     fn invalidate(&self, message: &Message) {
-        let (lo, hi) = conversation_key(message.sender_id, message.receiver_id);
+        let (lo, hi) = message.conversation().key();
         self.invalidations
             .floors()
             .insert(self.keys.history_floor(lo, hi));
         self.invalidations.wake.notify_one();
     }
 
+    /// Forgets a conversation that no longer exists (a deleted room).
+    pub async fn forget(&self, conversation: Conversation) {
+        if let Err(err) = self
+            .client
+            .del::<i64, _>(self.conv_keys(conversation))
+            .await
+        {
+            tracing::debug!(error = %err, "history cache forget failed");
+        }
+    }
+
     /// Stores the latest page read from the database (oldest first) and marks the cache complete
     /// from its oldest message (or from the start when `has_more` is false).
-    pub async fn refill(&self, a: Uuid, b: Uuid, latest: &[Message], has_more: bool) {
+    pub async fn refill(&self, conversation: Conversation, latest: &[Message], has_more: bool) {
         if self.size == 0 {
             return;
         }
@@ -337,7 +361,7 @@ impl HistoryCache {
             .client
             .eval::<i64, _, _, _>(
                 STORE,
-                self.conv_keys(a, b),
+                self.conv_keys(conversation),
                 self.store_args(Some(floor), latest),
             )
             .await;
@@ -349,8 +373,7 @@ impl HistoryCache {
     /// A page served from the cache, or `None` when the cache cannot answer it completely.
     pub async fn page(
         &self,
-        a: Uuid,
-        b: Uuid,
+        conversation: Conversation,
         before_seq: Option<i64>,
         limit: usize,
     ) -> Option<(Vec<Message>, bool)> {
@@ -362,7 +385,7 @@ impl HistoryCache {
             .client
             .eval(
                 PAGE,
-                self.conv_keys(a, b),
+                self.conv_keys(conversation),
                 vec![before, (limit + 1).to_string()],
             )
             .await

@@ -30,6 +30,16 @@ impl Keys {
         format!("{}:sio", self.prefix)
     }
 
+    /// The bus channel every instance subscribes to.
+    pub fn bus_all(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+
+    /// The bus channel of one instance (answers to its requests).
+    pub fn bus_instance(&self, instance: &str) -> String {
+        format!("{}:bus:{instance}", self.prefix)
+    }
+
     /// HASH user id → sockets cluster-wide.
     pub fn presence_counts(&self) -> String {
         format!("{{{}:presence}}:counts", self.prefix)

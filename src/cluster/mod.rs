@@ -3,8 +3,10 @@
 //! emits no Socket.io event itself: presence (`crate::presence`) and delivery (`crate::socket`)
 //! use what is here.
 
+mod bus;
 mod cache;
 mod keys;
+mod pubsub;
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,10 +16,13 @@ use fred::{
     prelude::{Builder, Client, ClientLike, Config as RedisConfig, ReconnectPolicy},
     types::RespVersion,
 };
-use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tokio::sync::mpsc;
 
+pub use bus::{Applied, Bus, BusError, Inbound, RoomVersion};
 pub use cache::HistoryCache;
 pub use keys::Keys;
+pub use pubsub::Pubsub;
 
 use crate::{config::Config, metrics::Metrics};
 
@@ -55,13 +60,19 @@ fn spawn_resubscriber(subscriber: SubscriberClient) {
     });
 }
 
+/// The Socket.io adapter of cluster mode: socketioxide-redis on our shared pub/sub connection.
+pub type RedisAdapter<E> = CustomRedisAdapter<E, Pubsub>;
+
 /// The Redis side of an instance; cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
     /// Commands: presence scripts, leases, the history cache.
     pub client: Client,
-    /// The adapter's pub/sub connection; `/ready` watches it.
+    /// The pub/sub connection (adapter and bus); `/ready` watches it.
     pub subscriber: SubscriberClient,
+    pubsub: Pubsub,
+    /// Our messages between instances.
+    pub bus: Bus,
     /// Key names for this deployment and instance.
     pub keys: Keys,
     /// The newest messages of each conversation.
@@ -69,13 +80,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects both clients (they reconnect, and resubscribe, by themselves after an outage) and
-    /// starts the history cache.
+    /// Connects both clients (they reconnect, and resubscribe, by themselves after an outage),
+    /// starts the history cache and the bus; what the bus receives comes out of the returned
+    /// queue.
     pub async fn connect(
         url: &str,
         config: &Config,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Cluster> {
+    ) -> anyhow::Result<(Cluster, mpsc::Receiver<Inbound>)> {
         let mut redis_config =
             RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
         // The adapter's fred driver needs RESP3 (Redis 7+), for sharded pub/sub.
@@ -103,31 +115,43 @@ impl Cluster {
             .build_subscriber_client()
             .context("could not set up the Redis subscriber")?;
         client.init().await.context("could not connect to Redis")?;
-        spawn_resubscriber(subscriber.clone());
+        let pubsub = Pubsub::new(subscriber.clone());
+        subscriber
+            .init()
+            .await
+            .context("could not start the Redis pub/sub subscriber")?;
         let keys = Keys::new(&config.redis_prefix, &config.instance_id);
+        let (bus, inbound) = Bus::start(
+            pubsub.clone(),
+            keys.clone(),
+            fred::interfaces::EventInterface::reconnect_rx(&subscriber),
+        )
+        .await
+        .context("could not subscribe to the cluster bus")?;
+        spawn_resubscriber(subscriber.clone());
         let cache = HistoryCache::new(
             client.clone(),
             keys.clone(),
             config.history_cache_size,
             metrics,
         );
-        Ok(Cluster {
+        let cluster = Cluster {
             client,
             subscriber,
+            pubsub,
+            bus,
             keys,
             cache,
-        })
+        };
+        Ok((cluster, inbound))
     }
 
-    /// The adapter constructor for socketioxide (it initialises the subscriber).
-    pub async fn adapter(&self) -> anyhow::Result<RedisAdapterCtr<FredDriver>> {
-        let driver = FredDriver::new(self.subscriber.clone())
-            .await
-            .context("could not start the Redis pub/sub subscriber")?;
+    /// The adapter constructor for socketioxide, on the shared pub/sub connection.
+    pub fn adapter(&self) -> RedisAdapterCtr<Pubsub> {
         let config = RedisAdapterConfig::new()
             .with_prefix(self.keys.channel_prefix())
             .with_stream_buffer(SUBSCRIBER_BUFFER);
-        Ok(RedisAdapterCtr::new_with_driver(driver, config))
+        RedisAdapterCtr::new_with_driver(self.pubsub.clone(), config)
     }
 
     /// Both connections are up.

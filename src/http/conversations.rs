@@ -3,46 +3,63 @@
 use axum::{
     Json,
     extract::{Path, Query, State},
+    response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::CurrentUser;
 use crate::{
-    chat::HistoryRequest,
+    chat::{ConversationEntry, HistoryRequest},
     error::AppError,
     state::AppState,
-    wire::{ConversationView, MessagePage, MessageView, PeerView},
+    wire::{ConversationView, MessagePage, MessageView, PeerView, RoomBrief},
 };
 
-/// The user's conversations, most recent first.
+/// The user's direct conversations and rooms, most recent first.
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
-) -> Result<Json<Vec<ConversationView>>, AppError> {
-    let conversations = app.chat.conversations(me.id).await?;
-    let peers: Vec<Uuid> = conversations.iter().map(|(u, _)| u.id).collect();
+) -> Result<Response, AppError> {
+    let entries = app.chat.conversations(me.id).await?;
+    let peers: Vec<Uuid> = entries
+        .iter()
+        .filter_map(|e| match e {
+            ConversationEntry::Direct { peer, .. } => Some(peer.id),
+            ConversationEntry::Room(_) => None,
+        })
+        .collect();
     let online = app.presence.online_among(&peers).await?;
-    Ok(Json(
-        conversations
-            .iter()
-            .map(|(peer, last)| ConversationView {
+    let views: Vec<ConversationView<'_>> = entries
+        .iter()
+        .map(|entry| match entry {
+            ConversationEntry::Direct { peer, last } => ConversationView::Direct {
                 peer: PeerView {
                     id: peer.id,
                     username: peer.username.clone(),
                     online: online.contains(&peer.id),
                 },
                 last_message: MessageView::from(last),
-            })
-            .collect(),
-    ))
+            },
+            ConversationEntry::Room(room) => ConversationView::Room {
+                room: RoomBrief {
+                    id: room.id,
+                    name: &room.name,
+                    member_count: room.member_count,
+                    created_at: room.created_at,
+                },
+                last_message: room.last_message.as_ref().map(MessageView::from),
+            },
+        })
+        .collect();
+    Ok(Json(views).into_response())
 }
 
 /// Query of a history page.
 #[derive(Deserialize)]
 pub struct PageQuery {
-    before: Option<String>,
-    limit: Option<String>,
+    pub(super) before: Option<String>,
+    pub(super) limit: Option<String>,
 }
 
 /// A page of the conversation with `peer_id`, oldest first.
@@ -51,7 +68,7 @@ pub async fn messages(
     CurrentUser(me): CurrentUser,
     Path(peer_id): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Result<Json<MessagePage>, AppError> {
+) -> Result<Response, AppError> {
     let unknown = || AppError::NotFound("Unknown peer".into());
     let peer = Uuid::parse_str(&peer_id).map_err(|_| unknown())?;
     if app.accounts.user(peer).await?.is_none() {
@@ -60,5 +77,5 @@ pub async fn messages(
     let request =
         HistoryRequest::from_query(peer, query.before.as_deref(), query.limit.as_deref())?;
     let (messages, has_more) = app.chat.history(me.id, request).await?;
-    Ok(Json(MessagePage::new(&messages, has_more)))
+    Ok(Json(MessagePage::new(&messages, has_more)).into_response())
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod body;
 mod conversations;
 mod ops;
+mod rooms;
 
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub fn router(state: AppState) -> Router {
             "/api/conversations/{peer_id}/messages",
             get(conversations::messages),
         )
+        .route("/api/rooms/{room_id}", get(rooms::room))
+        .route("/api/rooms/{room_id}/messages", get(rooms::messages))
+        .route("/api/users", get(rooms::users))
         .route("/api/instance", get(ops::instance))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))

@@ -245,7 +245,10 @@ async fn write(store: &Store, plan: &Plan, progress: &Progress) -> anyhow::Resul
             .insert_messages(batch)
             .await
             .context("could not store the messages (run the import again to resume)")?;
-        let new = stored.iter().filter(|(_, new)| *new).count();
+        let new = stored
+            .iter()
+            .filter(|w| w.as_ref().is_ok_and(|w| w.created))
+            .count();
         written.messages += new;
         written.raced += stored.len() - new;
         bar.inc(batch.len() as u64);

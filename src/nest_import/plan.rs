@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::source::{SourceData, SourceMessage, SourceUser};
 use crate::{
     auth::validate_username,
-    store::{ImportedUser, NewMessage, conversation_key},
+    store::{Conversation, ImportedUser, NewMessage, Recipient},
 };
 
 /// What `client_msg_id` of an imported message starts with (never a prefix a client sends: ours
@@ -401,7 +401,7 @@ fn plan_messages(source: &SourceData, target: &Target, plan: &mut Plan) {
             continue;
         }
         plan.conversations
-            .insert(conversation_key(m.sender, m.receiver));
+            .insert(Conversation::direct(m.sender, m.receiver).key());
         let key = import_key(&item.fp, item.nth);
         if target.imported.contains(&(m.sender, key.clone())) {
             plan.messages_there += 1;
@@ -410,7 +410,7 @@ fn plan_messages(source: &SourceData, target: &Target, plan: &mut Plan) {
         plan.new_messages.push(NewMessage {
             id: id_at(m.created_at),
             sender_id: m.sender,
-            receiver_id: m.receiver,
+            to: Recipient::User(m.receiver),
             content: m.content.clone(),
             client_msg_id: Some(key),
             created_at: millis(m.created_at),

@@ -1,54 +1,96 @@
-//! Delivery of `message:new`. This instance writes to its own sockets one by one so that a socket
-//! whose outgoing buffer is full (a reader that stopped reading) is found, counted, logged and
-//! disconnected instead of silently missing messages; the other instances get one broadcast
-//! through the adapter, which excludes the sockets already served here. A direct message reaches
-//! at most two users' tabs, so the per-socket encoding here stays small.
+//! Delivery of server events to the sockets of some users, on every instance: `message:new`,
+//! `room:message`, `room:updated`, `room:removed`. The payload is serialized once; this instance
+//! writes to its own sockets one by one, and in cluster mode one bus message asks every other
+//! instance to do the same for theirs. Writing socket by socket is how a socket whose outgoing
+//! buffer is full (a reader that stopped reading) is found, counted, logged and disconnected,
+//! on whichever instance it is, instead of silently missing events.
+//!
+//! An event of a room carries the membership version it was decided under; an instance that
+//! already knows a later membership leaves out whoever is no longer a member.
 
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use socketioxide::{SendError, SocketError, SocketIo, adapter::Adapter, extract::SocketRef};
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
+use super::user_room;
 use crate::{
+    chat::RoomDirectory,
+    cluster::{Inbound, RoomVersion},
     metrics::{Metrics, inc},
-    mode::Mode,
-    wire::NewMessageEvent,
+    state::AppState,
 };
 
-/// Sends `message:new` to every socket in `rooms`, on every instance.
-pub async fn message_new<A: Adapter>(
+/// Sends `event` with `payload` to every socket of `users`, on every instance. `room`: the room
+/// and membership version the recipients were chosen under.
+pub async fn to_users<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
-    rooms: [String; 2],
-    event: &NewMessageEvent,
-    mode: &Mode,
+    app: &AppState,
+    event: &str,
+    payload: &T,
+    users: &[Uuid],
+    room: Option<RoomVersion>,
+) {
+    let payload = match serde_json::value::to_raw_value(payload) {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::error!(error = %err, event, "could not encode an event");
+            return;
+        }
+    };
+    to_local_sockets(
+        io,
+        app.chat.rooms(),
+        event,
+        &payload,
+        users,
+        room,
+        &app.metrics,
+    );
+    if let Some(bus) = app.mode.bus()
+        && let Err(err) = bus.deliver(event, users, room, &payload).await
+    {
+        // What was stored stays stored; receivers elsewhere recover it with message:sync.
+        inc(&app.metrics.redis_errors);
+        tracing::warn!(error = %err, event, "cross-instance delivery failed");
+    }
+}
+
+/// Writes the event to this instance's sockets of `users` (those still members of `room`).
+fn to_local_sockets<A: Adapter>(
+    io: &SocketIo<A>,
+    rooms: &RoomDirectory,
+    event: &str,
+    payload: &RawValue,
+    users: &[Uuid],
+    room: Option<RoomVersion>,
     metrics: &Metrics,
 ) {
-    // `None` once the namespace is closed: shutting down. The message is stored; clients sync
-    // when they reconnect.
+    // `None` once the namespace is closed: shutting down. Stored messages are recovered with
+    // message:sync after the reconnect.
     let Some(all) = io.of("/") else {
         return;
     };
-    let local = all.clone().local().within(rooms.clone()).sockets();
-    let mut slow = Vec::new();
-    for socket in &local {
-        match socket.emit("message:new", event) {
-            Ok(()) => {}
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => slow.push(socket.clone()),
-            Err(err) => tracing::debug!(sid = %socket.id, error = %err, "message:new not sent"),
-        }
+    let users = match room {
+        Some(RoomVersion { room, version }) => rooms.still_members(room, version, users),
+        None => std::borrow::Cow::Borrowed(users),
+    };
+    if users.is_empty() {
+        return;
     }
-    match mode {
-        Mode::Embedded => {}
-        Mode::Cluster(_) => {
-            // Each socket is also in a room named by its id, so `except` leaves out exactly the
-            // sockets served above; other instances have no such rooms and serve all of theirs.
-            let remote = local
-                .iter()
-                .fold(all.within(rooms), |op, socket| op.except(socket.id));
-            if let Err(err) = remote.emit("message:new", event).await {
-                // The message is stored; receivers elsewhere recover it with message:sync.
-                inc(&metrics.redis_errors);
-                tracing::warn!(error = %err, id = %event.message.id, "message:new broadcast failed");
-            }
+    let sockets = all
+        .local()
+        .within(users.iter().map(|u| user_room(*u)).collect::<Vec<_>>())
+        .sockets();
+    let mut slow = Vec::new();
+    for socket in sockets {
+        match socket.emit(event, payload) {
+            Ok(()) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => slow.push(socket),
+            Err(err) => tracing::debug!(sid = %socket.id, error = %err, event, "event not sent"),
         }
     }
     inc(&metrics.messages_delivered);
@@ -70,4 +112,44 @@ fn disconnect_when_possible<A: Adapter>(socket: SocketRef<A>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+}
+
+/// Serves what the other instances send this one (cluster mode), until the bus closes:
+/// deliveries for sockets here, and membership changes to apply before their sender acks them.
+pub async fn serve_bus<A: Adapter>(
+    io: SocketIo<A>,
+    app: AppState,
+    mut inbound: mpsc::Receiver<Inbound>,
+) {
+    while let Some(message) = inbound.recv().await {
+        match message {
+            Inbound::Deliver {
+                event,
+                users,
+                room,
+                payload,
+            } => to_local_sockets(
+                &io,
+                app.chat.rooms(),
+                &event,
+                &payload,
+                &users,
+                room,
+                &app.metrics,
+            ),
+            Inbound::Members {
+                room,
+                version,
+                members,
+                applied,
+            } => {
+                app.chat.rooms().apply(room, version, members);
+                applied.done().await;
+            }
+            Inbound::Reconnected => {
+                tracing::info!("cluster bus reconnected; reloading room memberships on demand");
+                app.chat.rooms().clear();
+            }
+        }
+    }
 }

@@ -11,13 +11,21 @@ use socketioxide::{
 };
 use tracing::Instrument;
 
-use super::{deliver, user::SocketUser, user_room};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{deliver, user::SocketUser};
 use crate::{
-    chat::{HistoryRequest, SendMessage, SyncRequest},
+    chat::{
+        HistoryRequest, RoomChange, SendMessage, SyncRequest,
+        requests::{AddMembers, CreateRoom, RemoveMember, RenameRoom, RoomHistory, SendToRoom},
+    },
+    cluster::RoomVersion,
     error::AppError,
     metrics::{Metrics, inc},
     state::AppState,
-    wire::{MessagePage, MessageView, NewMessageEvent, UserView},
+    store::{Message, Recipient, Room},
+    wire::{MessagePage, MessageView, NewMessageEvent, RoomRemovedEvent, RoomView, UserView},
 };
 
 /// Registers the handler of every client event on a new socket.
@@ -26,17 +34,24 @@ pub fn listen<A: Adapter>(s: &SocketRef<A>) {
     s.on("message:send", on_send::<A>);
     s.on("message:history", on_history::<A>);
     s.on("message:sync", on_sync::<A>);
+    s.on("room:create", on_room_create::<A>);
+    s.on("room:rename", on_room_rename::<A>);
+    s.on("room:add", on_room_add::<A>);
+    s.on("room:remove", on_room_remove::<A>);
+    s.on("room:send", on_room_send::<A>);
+    s.on("room:history", on_room_history::<A>);
 }
 
 /// Sends `result` as the ack: the value, or `{"error": {...}}`.
-fn reply<A: Adapter, T: serde::Serialize>(
+fn reply<A: Adapter, T: serde::Serialize, E: std::borrow::Borrow<AppError>>(
     ack: AckSender<A>,
-    result: Result<T, AppError>,
+    result: Result<T, E>,
     metrics: &Metrics,
 ) {
     let sent = match result {
         Ok(value) => ack.send(&value),
         Err(err) => {
+            let err = err.borrow();
             if matches!(err, AppError::Unavailable(_) | AppError::Internal(_)) {
                 inc(&metrics.database_errors);
             }
@@ -58,7 +73,7 @@ async fn on_user_init<A: Adapter>(
     Extension(me): Extension<SocketUser>,
     ack: AckSender<A>,
 ) {
-    let result = async {
+    let result: Result<Vec<UserView>, AppError> = async {
         let mut users = app.presence.online_users().await?;
         // The caller is online by definition, even if its presence write is still in flight.
         if !users.iter().any(|u| u.id == me.user.id) {
@@ -87,20 +102,17 @@ async fn on_send<A: Adapter>(
     async move {
         let metrics = &app.metrics;
         let result = async {
-            if !me.take_token() {
-                inc(&metrics.rate_limited);
-                return Err(AppError::RateLimited("Too many messages; slow down".into()));
-            }
+            take_token(&me, metrics)?;
             let request = SendMessage::from_payload(&require_payload(payload)?)?;
             app.chat.send(&me.user, request).await
         }
         .await;
         let sent = match result {
             Ok(sent) => sent,
-            Err(err) => return reply::<A, ()>(ack, Err(err), metrics),
+            Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
         };
         let view = MessageView::from(&sent.message);
-        reply::<A, _>(ack, Ok(&view), metrics);
+        reply::<A, _, AppError>(ack, Ok(&view), metrics);
         metrics.ack_after(received.elapsed());
         if !sent.created {
             // A retry of a stored message: its message:new went out the first time.
@@ -108,16 +120,32 @@ async fn on_send<A: Adapter>(
         }
         let event = NewMessageEvent {
             message: view,
-            sender_username: me.user.username.clone(),
+            sender_username: &me.user.username,
         };
-        let rooms = [
-            user_room(sent.message.sender_id),
-            user_room(sent.message.receiver_id),
-        ];
-        deliver::message_new(&io, rooms, &event, &app.mode, metrics).await;
+        let users = [sent.message.sender_id, me_or_receiver(&sent.message)];
+        deliver::to_users(&io, &app, "message:new", &event, &users, None).await;
     }
     .instrument(span)
     .await
+}
+
+/// The receiver of a direct message.
+fn me_or_receiver(message: &Message) -> Uuid {
+    match message.to {
+        Recipient::User(receiver) => receiver,
+        Recipient::Room(_) => message.sender_id,
+    }
+}
+
+/// Takes a token of the socket's send budget (`rate_limited` when none is left). Every send
+/// costs one, valid or not, so floods of malformed sends are limited too.
+fn take_token(me: &SocketUser, metrics: &Metrics) -> Result<(), AppError> {
+    if me.take_token() {
+        Ok(())
+    } else {
+        inc(&metrics.rate_limited);
+        Err(AppError::RateLimited("Too many messages; slow down".into()))
+    }
 }
 
 async fn on_history<A: Adapter>(
@@ -129,12 +157,14 @@ async fn on_history<A: Adapter>(
 ) {
     let result = async {
         let request = HistoryRequest::from_payload(&require_payload(payload)?)?;
-        let (messages, _) = app.chat.history(me.user.id, request).await?;
-        Ok(messages.iter().map(MessageView::from).collect::<Vec<_>>())
+        app.chat.history(me.user.id, request).await
     }
     .instrument(me.span(&s))
     .await;
-    reply(ack, result, &app.metrics);
+    let view = result
+        .as_ref()
+        .map(|(messages, _)| messages.iter().map(MessageView::from).collect::<Vec<_>>());
+    reply(ack, view, &app.metrics);
 }
 
 async fn on_sync<A: Adapter>(
@@ -146,10 +176,201 @@ async fn on_sync<A: Adapter>(
 ) {
     let result = async {
         let request = SyncRequest::from_payload(&require_payload(payload)?)?;
-        let (messages, has_more) = app.chat.sync(me.user.id, request).await?;
-        Ok(MessagePage::new(&messages, has_more))
+        app.chat.sync(me.user.id, request).await
     }
     .instrument(me.span(&s))
     .await;
-    reply(ack, result, &app.metrics);
+    let view = result
+        .as_ref()
+        .map(|(messages, has_more)| MessagePage::new(messages, *has_more));
+    reply(ack, view, &app.metrics);
+}
+
+async fn on_room_create<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let request = CreateRoom::from_payload(&require_payload(payload)?)?;
+        app.chat.create_room(&me.user, request).await
+    }
+    .instrument(me.span(&s))
+    .await;
+    answer_room_change(&io, &app, &me, ack, result).await;
+}
+
+async fn on_room_rename<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let request = RenameRoom::from_payload(&require_payload(payload)?)?;
+        app.chat.rename_room(&me.user, request).await
+    }
+    .instrument(me.span(&s))
+    .await;
+    answer_room_change(&io, &app, &me, ack, result).await;
+}
+
+async fn on_room_add<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let request = AddMembers::from_payload(&require_payload(payload)?)?;
+        app.chat.add_members(&me.user, request).await
+    }
+    .instrument(me.span(&s))
+    .await;
+    answer_room_change(&io, &app, &me, ack, result).await;
+}
+
+async fn on_room_remove<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let request = RemoveMember::from_payload(&require_payload(payload)?)?;
+        app.chat.remove_member(&me.user, request).await
+    }
+    .instrument(me.span(&s))
+    .await;
+    answer_room_change(&io, &app, &me, ack, result).await;
+}
+
+/// Acks a membership change, then tells whom it concerns: `room:updated` to every member (the
+/// added included), `room:removed` to every socket of who left or was removed.
+async fn answer_room_change<A: Adapter>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    me: &SocketUser,
+    ack: AckSender<A>,
+    result: Result<RoomChange, AppError>,
+) {
+    let change = match result {
+        Ok(change) => change,
+        Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+    };
+    match &change {
+        RoomChange::Updated { room, changed } => {
+            let view = RoomView::from(room);
+            reply::<A, _, AppError>(ack, Ok(&view), &app.metrics);
+            if *changed {
+                updated(io, app, room, &view).await;
+            }
+        }
+        RoomChange::Removed {
+            room_id,
+            removed,
+            room,
+        } => {
+            match room {
+                Some(room) if *removed != me.user.id => {
+                    reply::<A, _, AppError>(ack, Ok(&RoomView::from(room)), &app.metrics);
+                }
+                _ => reply::<A, _, AppError>(ack, Ok(&json!({ "left": true })), &app.metrics),
+            }
+            let gone = RoomRemovedEvent { room_id: *room_id };
+            deliver::to_users(io, app, "room:removed", &gone, &[*removed], None).await;
+            if let Some(room) = room {
+                updated(io, app, room, &RoomView::from(room)).await;
+            }
+        }
+    }
+}
+
+/// `room:updated` to every member of `room`.
+async fn updated<A: Adapter>(io: &SocketIo<A>, app: &AppState, room: &Room, view: &RoomView<'_>) {
+    let chosen_under = RoomVersion {
+        room: room.id,
+        version: room.version,
+    };
+    let members = room.member_ids();
+    deliver::to_users(io, app, "room:updated", view, &members, Some(chosen_under)).await;
+}
+
+async fn on_room_send<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let span = me.span(&s);
+    let received = Instant::now();
+    async move {
+        let metrics = &app.metrics;
+        let result = async {
+            take_token(&me, metrics)?;
+            let request = SendToRoom::from_payload(&require_payload(payload)?)?;
+            app.chat.send_to_room(&me.user, request).await
+        }
+        .await;
+        let sent = match result {
+            Ok(sent) => sent,
+            Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
+        };
+        let view = MessageView::from(&sent.message);
+        reply::<A, _, AppError>(ack, Ok(&view), metrics);
+        metrics.ack_after(received.elapsed());
+        let (Some(members), Recipient::Room(room)) = (&sent.members, sent.message.to) else {
+            // A retry of a stored message: its room:message went out the first time.
+            return;
+        };
+        let event = NewMessageEvent {
+            message: view,
+            sender_username: &me.user.username,
+        };
+        let chosen_under = RoomVersion {
+            room,
+            version: members.version,
+        };
+        deliver::to_users(
+            &io,
+            &app,
+            "room:message",
+            &event,
+            members.ids(),
+            Some(chosen_under),
+        )
+        .await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn on_room_history<A: Adapter>(
+    s: SocketRef<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let result = async {
+        let request = RoomHistory::from_payload(&require_payload(payload)?)?;
+        app.chat.room_history(me.user.id, request).await
+    }
+    .instrument(me.span(&s))
+    .await;
+    let view = result
+        .as_ref()
+        .map(|(messages, _)| messages.iter().map(MessageView::from).collect::<Vec<_>>());
+    reply(ack, view, &app.metrics);
 }

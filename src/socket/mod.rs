@@ -1,6 +1,6 @@
 //! The Socket.io surface. `connection` authenticates each handshake, counts the socket into
-//! presence and registers the handlers of `events` (one per client event); `deliver` fans
-//! `message:new` out to every socket of both participants. Everything is generic over the adapter,
+//! presence and registers the handlers of `events` (one per client event); `deliver` sends
+//! events to every socket of some users, on every instance. Everything is generic over the adapter,
 //! so the same code serves the in-process adapter (embedded) and the Redis adapter (cluster).
 
 mod connection;
@@ -9,6 +9,7 @@ mod events;
 mod ratelimit;
 mod user;
 
+pub use deliver::serve_bus;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;

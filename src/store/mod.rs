@@ -7,6 +7,7 @@
 mod models;
 mod pg;
 mod queries;
+mod room_queries;
 mod schema;
 mod sqlite;
 mod types;
@@ -25,14 +26,28 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 use uuid::Uuid;
 
-pub use models::{Credentials, Message, NewMessage, User, conversation_key};
-use models::{MessageRow, UserRow};
+pub use models::{
+    Conversation, Credentials, Member, Message, NewMessage, Recipient, Role, Room, RoomSummary,
+    User,
+};
+use models::{Inserted, MessageRow, UserRow};
 use types::DbId;
 
 use crate::config::{Config, Database};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A message the group commit has stored (or found stored before).
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The stored message.
+    pub message: Message,
+    /// `false` for a retry of a message stored before (same sender and `clientMsgId`).
+    pub created: bool,
+    /// For a new room message: the room's membership version at the commit.
+    pub room_version: Option<i64>,
+}
 
 /// What can go wrong in the store, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +61,42 @@ pub enum StoreError {
     /// Any other failure (a bug or a schema problem).
     #[error("database error: {0}")]
     Internal(String),
+    /// A rule checked inside the write's transaction refused it; nothing was written.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
+}
+
+/// Why a write was refused by a rule checked in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such room, or the caller is not a member of it.
+    NotFound,
+    /// A member tried what only the owner may do.
+    Forbidden,
+    /// An id names no user.
+    UnknownUser,
+    /// The user to remove is not a member of the room.
+    NotAMember,
+    /// The room would have more than `ROOM_MAX_MEMBERS` members.
+    RoomFull,
+    /// A user would be in more than `MAX_ROOMS_PER_USER` rooms.
+    TooManyRooms,
 }
 
 impl Clone for StoreError {
     fn clone(&self) -> Self {
         match self {
+            StoreError::Refused(why) => StoreError::Refused(*why),
             StoreError::Conflict => StoreError::Conflict,
             StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
             StoreError::Internal(why) => StoreError::Internal(why.clone()),
         }
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        StoreError::from_query(err)
     }
 }
 
@@ -147,7 +189,7 @@ macro_rules! with_conn {
                         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                     let $conn = &mut *guard;
                     use pg as $q;
-                    $body.await.map_err(StoreError::from_query)
+                    $body.await.map_err(StoreError::from)
                 }
                 Backend::Sqlite(pool) => {
                     let mut guard = pool
@@ -156,7 +198,7 @@ macro_rules! with_conn {
                         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                     let $conn = &mut *guard;
                     use sqlite as $q;
-                    $body.await.map_err(StoreError::from_query)
+                    $body.await.map_err(StoreError::from)
                 }
             }
         };
@@ -172,6 +214,7 @@ macro_rules! with_conn {
 
 // After `with_conn!`, which it uses.
 mod import;
+pub mod rooms;
 pub use import::ImportedUser;
 
 impl Store {
@@ -328,24 +371,37 @@ impl Store {
         Ok(row.map(Message::from))
     }
 
-    /// Stores a batch in one transaction; per input, the stored message and whether it is new.
-    pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<(Message, bool)>> {
+    /// Stores a batch in one transaction; per input, what became of it (a room message whose
+    /// sender is not a member is refused alone).
+    pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Written>>> {
         let rows = with_conn!(self, |conn, q| q::insert_messages(conn, batch))?;
         Ok(rows
             .into_iter()
-            .map(|(row, new)| (row.into(), new))
+            .map(|outcome| match outcome {
+                Inserted::New(row, room_version) => Ok(Written {
+                    message: row.into(),
+                    created: true,
+                    room_version,
+                }),
+                Inserted::Existing(row) => Ok(Written {
+                    message: row.into(),
+                    created: false,
+                    room_version: None,
+                }),
+                Inserted::Refused => Err(StoreError::Refused(Refusal::NotFound)),
+            })
             .collect())
     }
 
-    /// Up to `limit` messages between `a` and `b` older than `before_seq` (or the latest), oldest first.
+    /// Up to `limit` messages of `conversation` older than `before_seq` (or the latest), oldest
+    /// first.
     pub async fn conversation_page(
         &self,
-        a: Uuid,
-        b: Uuid,
+        conversation: Conversation,
         before_seq: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        let (lo, hi) = conversation_key(a, b);
+        let (lo, hi) = conversation.key();
         let rows = with_conn!(self, |conn, q| q::conversation_page(
             conn,
             DbId(lo),
@@ -356,7 +412,8 @@ impl Store {
         Ok(rows.into_iter().rev().map(Message::from).collect())
     }
 
-    /// Up to `limit` messages to or from `user` committed after `after_seq`, oldest first.
+    /// Up to `limit` messages committed after `after_seq` that `user` may read (direct messages
+    /// to or from them, and the messages of their rooms), oldest first.
     pub async fn messages_after(
         &self,
         user: Uuid,

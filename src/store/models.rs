@@ -22,10 +22,22 @@ pub struct MessageRow {
     pub seq: i64,
     pub id: DbId,
     pub sender_id: DbId,
-    pub receiver_id: DbId,
+    pub receiver_id: Option<DbId>,
+    pub room_id: Option<DbId>,
     pub content: String,
     pub client_msg_id: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What the group commit did with one message.
+#[derive(Debug)]
+pub enum Inserted {
+    /// Stored now; for a room message, the room's membership version at the commit.
+    New(MessageRow, Option<i64>),
+    /// A retry: the message stored before with the same `(sender, clientMsgId)`.
+    Existing(MessageRow),
+    /// Not stored: the sender is not a member of the room.
+    Refused,
 }
 
 /// A registered account, without its secret.
@@ -48,7 +60,45 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
-/// A stored direct message.
+/// Where a message goes: one user (a direct message) or a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recipient {
+    /// A direct message to this user.
+    User(Uuid),
+    /// A message to every member of this room.
+    Room(Uuid),
+}
+
+/// A conversation: two users, or a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// The direct conversation of two users, in canonical order (lo <= hi).
+    Direct(Uuid, Uuid),
+    /// A room.
+    Room(Uuid),
+}
+
+impl Conversation {
+    /// The direct conversation of `a` and `b`, in either order.
+    pub fn direct(a: Uuid, b: Uuid) -> Conversation {
+        if a <= b {
+            Conversation::Direct(a, b)
+        } else {
+            Conversation::Direct(b, a)
+        }
+    }
+
+    /// The key stored on each of its messages (`peer_lo`, `peer_hi`): the two users, or the
+    /// room's id twice, so one index serves both kinds.
+    pub fn key(&self) -> (Uuid, Uuid) {
+        match *self {
+            Conversation::Direct(lo, hi) => (lo, hi),
+            Conversation::Room(id) => (id, id),
+        }
+    }
+}
+
+/// A stored message, direct or to a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// Commit order; used for cursors, never shown to clients.
@@ -58,11 +108,26 @@ pub struct Message {
     /// Who sent it.
     pub sender_id: Uuid,
     /// Who it is for.
-    pub receiver_id: Uuid,
+    pub to: Recipient,
     /// The text, as sent.
     pub content: String,
     /// When it was accepted (millisecond precision).
     pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// The conversation it belongs to.
+    pub fn conversation(&self) -> Conversation {
+        match self.to {
+            Recipient::User(receiver) => Conversation::direct(self.sender_id, receiver),
+            Recipient::Room(room) => Conversation::Room(room),
+        }
+    }
+
+    /// Whether `user` is the sender or the receiver of this direct message.
+    pub fn is_direct_with(&self, user: Uuid) -> bool {
+        matches!(self.to, Recipient::User(receiver) if receiver == user || self.sender_id == user)
+    }
 }
 
 /// A message to store.
@@ -73,7 +138,7 @@ pub struct NewMessage {
     /// Who sends it.
     pub sender_id: Uuid,
     /// Who it is for.
-    pub receiver_id: Uuid,
+    pub to: Recipient,
     /// The text, as sent.
     pub content: String,
     /// The sender's idempotency key.
@@ -86,7 +151,7 @@ impl NewMessage {
     /// A new message with a fresh time-ordered id, stamped now (millisecond precision, as on the wire).
     pub fn new(
         sender_id: Uuid,
-        receiver_id: Uuid,
+        to: Recipient,
         content: String,
         client_msg_id: Option<String>,
     ) -> Self {
@@ -95,22 +160,36 @@ impl NewMessage {
         NewMessage {
             id: Uuid::now_v7(),
             sender_id,
-            receiver_id,
+            to,
             content,
             client_msg_id,
             created_at,
         }
     }
 
-    /// The conversation key: both participants in canonical order.
-    pub fn peers(&self) -> (Uuid, Uuid) {
-        conversation_key(self.sender_id, self.receiver_id)
+    /// The conversation it belongs to.
+    pub fn conversation(&self) -> Conversation {
+        match self.to {
+            Recipient::User(receiver) => Conversation::direct(self.sender_id, receiver),
+            Recipient::Room(room) => Conversation::Room(room),
+        }
     }
-}
 
-/// The canonical (low, high) pair of a direct conversation.
-pub fn conversation_key(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
-    if a <= b { (a, b) } else { (b, a) }
+    /// The receiver of a direct message.
+    pub fn receiver_id(&self) -> Option<Uuid> {
+        match self.to {
+            Recipient::User(id) => Some(id),
+            Recipient::Room(_) => None,
+        }
+    }
+
+    /// The room of a room message.
+    pub fn room_id(&self) -> Option<Uuid> {
+        match self.to {
+            Recipient::Room(id) => Some(id),
+            Recipient::User(_) => None,
+        }
+    }
 }
 
 impl From<UserRow> for User {
@@ -125,13 +204,129 @@ impl From<UserRow> for User {
 
 impl From<MessageRow> for Message {
     fn from(row: MessageRow) -> Self {
+        // The schema's CHECK guarantees exactly one of the two.
+        let to = match (row.room_id, row.receiver_id) {
+            (Some(room), _) => Recipient::Room(room.0),
+            (None, Some(receiver)) => Recipient::User(receiver.0),
+            (None, None) => Recipient::User(Uuid::nil()),
+        };
         Message {
             seq: row.seq,
             id: row.id.0,
             sender_id: row.sender_id.0,
-            receiver_id: row.receiver_id.0,
+            to,
             content: row.content,
             created_at: row.created_at,
         }
     }
+}
+
+/// A member's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May rename the room and add or remove members; exactly one per room.
+    Owner,
+    /// May send, read and leave.
+    Member,
+}
+
+impl Role {
+    /// As stored and as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        if s == "owner" {
+            Role::Owner
+        } else {
+            Role::Member
+        }
+    }
+}
+
+/// One member of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member.
+    pub user: User,
+    /// Owner or member.
+    pub role: Role,
+    /// When they joined (the earliest remaining member inherits the room when its owner leaves).
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A group conversation and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// The room's id.
+    pub id: Uuid,
+    /// Its name (1 to 100 characters).
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Counts membership changes (see the migration).
+    pub version: i64,
+    /// Members, earliest first.
+    pub members: Vec<Member>,
+}
+
+impl Room {
+    /// The owner's id.
+    pub fn owner_id(&self) -> Option<Uuid> {
+        self.members
+            .iter()
+            .find(|m| m.role == Role::Owner)
+            .map(|m| m.user.id)
+    }
+
+    /// Every member's id.
+    pub fn member_ids(&self) -> Vec<Uuid> {
+        self.members.iter().map(|m| m.user.id).collect()
+    }
+}
+
+/// A room as the conversation list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room's id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// When it was created (a room without messages sorts by this).
+    pub created_at: DateTime<Utc>,
+    /// How many members it has.
+    pub member_count: i64,
+    /// Its newest message.
+    pub last_message: Option<Message>,
+}
+
+/// A `room_members` row joined with its user.
+#[derive(Debug, Clone, Queryable)]
+pub struct MemberRow {
+    pub user: UserRow,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Self {
+        Member {
+            user: row.user.into(),
+            role: Role::parse(&row.role),
+            joined_at: row.joined_at,
+        }
+    }
+}
+
+/// A `rooms` row.
+#[derive(Debug, Clone, Queryable)]
+pub struct RoomRow {
+    pub id: DbId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub version: i64,
 }

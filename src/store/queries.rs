@@ -7,7 +7,7 @@ macro_rules! backend_queries {
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
 
-        use crate::store::models::{MessageRow, NewMessage, UserRow};
+        use crate::store::models::{Inserted, MessageRow, NewMessage, UserRow};
         use crate::store::types::DbId;
 
         diesel::define_sql_function! {
@@ -20,6 +20,7 @@ macro_rules! backend_queries {
             messages::id,
             messages::sender_id,
             messages::receiver_id,
+            messages::room_id,
             messages::content,
             messages::client_msg_id,
             messages::created_at,
@@ -28,6 +29,7 @@ macro_rules! backend_queries {
             messages::id,
             messages::sender_id,
             messages::receiver_id,
+            messages::room_id,
             messages::content,
             messages::client_msg_id,
             messages::created_at,
@@ -84,30 +86,38 @@ macro_rules! backend_queries {
                 .optional()
         }
 
-        /// The outcome of a group commit per input, in input order: the row it inserted
-        /// (`true`), or, for a send whose `(sender, clientMsgId)` was stored already (before, or
-        /// by an earlier message of the same batch), the original (`false`).
+        /// The outcome of a group commit per input, in input order: the row it inserted (with
+        /// its room's membership version), or, for a send whose `(sender, clientMsgId)` was
+        /// stored already (before, or by an earlier message of the same batch), the original; a
+        /// room message neither inserted nor stored before was refused (its sender is not a
+        /// member).
         pub async fn pair_with_originals(
             conn: &mut Conn,
             batch: &[NewMessage],
-            mut inserted: std::collections::HashMap<uuid::Uuid, MessageRow>,
-        ) -> QueryResult<Vec<(MessageRow, bool)>> {
+            mut inserted: std::collections::HashMap<uuid::Uuid, (MessageRow, Option<i64>)>,
+        ) -> QueryResult<Vec<Inserted>> {
             let mut out = Vec::with_capacity(batch.len());
             for m in batch {
-                if let Some(row) = inserted.remove(&m.id) {
-                    out.push((row, true));
+                if let Some((row, room_version)) = inserted.remove(&m.id) {
+                    out.push(Inserted::New(row, room_version));
                     continue;
                 }
-                let Some(client_id) = m.client_msg_id.as_deref() else {
-                    return Err(diesel::result::Error::NotFound);
+                let original = match m.client_msg_id.as_deref() {
+                    Some(client_id) => messages::table
+                        .filter(messages::sender_id.eq(DbId(m.sender_id)))
+                        .filter(messages::client_msg_id.eq(client_id))
+                        .select(MESSAGE_COLUMNS)
+                        .first(conn)
+                        .await
+                        .optional()?,
+                    None => None,
                 };
-                let original: MessageRow = messages::table
-                    .filter(messages::sender_id.eq(DbId(m.sender_id)))
-                    .filter(messages::client_msg_id.eq(client_id))
-                    .select(MESSAGE_COLUMNS)
-                    .first(conn)
-                    .await?;
-                out.push((original, false));
+                out.push(match original {
+                    Some(row) => Inserted::Existing(row),
+                    None if m.room_id().is_some() => Inserted::Refused,
+                    // A direct message is only ever skipped as a duplicate.
+                    None => return Err(diesel::result::Error::NotFound),
+                });
             }
             Ok(out)
         }
@@ -135,18 +145,27 @@ macro_rules! backend_queries {
                 .await
         }
 
-        /// Up to `limit` messages to or from `user` committed after `after_seq`, oldest first.
+        /// Up to `limit` messages committed after `after_seq` that `user` may read, oldest
+        /// first: direct messages to or from them, and the messages of the rooms they are in.
         pub async fn messages_after(
             conn: &mut Conn,
             user: DbId,
             after_seq: i64,
             limit: i64,
         ) -> QueryResult<Vec<MessageRow>> {
+            let my_rooms = room_members::table
+                .filter(room_members::user_id.eq(user))
+                .select(room_members::room_id.nullable());
             messages::table
                 .filter(
-                    messages::sender_id
-                        .eq(user)
-                        .or(messages::receiver_id.eq(user)),
+                    messages::room_id
+                        .is_null()
+                        .and(
+                            messages::sender_id
+                                .eq(user)
+                                .or(messages::receiver_id.eq(user)),
+                        )
+                        .or(messages::room_id.eq_any(my_rooms)),
                 )
                 .filter(messages::seq.gt(after_seq))
                 .order(messages::seq.asc())

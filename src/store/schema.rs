@@ -23,7 +23,7 @@ macro_rules! tables {
                 seq -> BigInt,
                 id -> Id,
                 sender_id -> Id,
-                receiver_id -> Id,
+                receiver_id -> Nullable<Id>,
                 room_id -> Nullable<Id>,
                 peer_lo -> Id,
                 peer_hi -> Id,
@@ -44,7 +44,38 @@ macro_rules! tables {
             }
         }
 
-        diesel::allow_tables_to_appear_in_same_query!(users, messages, conversations);
+        diesel::table! {
+            use diesel::sql_types::*;
+            use crate::store::schema::$types::*;
+
+            rooms (id) {
+                id -> Id,
+                name -> Text,
+                created_at -> Ts,
+                version -> BigInt,
+                last_seq -> Nullable<BigInt>,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use crate::store::schema::$types::*;
+
+            room_members (room_id, user_id) {
+                room_id -> Id,
+                user_id -> Id,
+                role -> Text,
+                joined_at -> Ts,
+            }
+        }
+
+        diesel::allow_tables_to_appear_in_same_query!(
+            users,
+            messages,
+            conversations,
+            rooms,
+            room_members
+        );
     };
 }
 

@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{Message, NewMessage, Store, StoreError};
+use super::{NewMessage, Store, StoreError, Written};
 use crate::metrics::Metrics;
 
 /// Largest number of messages in one transaction.
@@ -69,8 +69,8 @@ impl ArrivalRate {
     }
 }
 
-/// The outcome of a write: the stored message, and whether this send created it.
-pub type WriteResult = Result<(Message, bool), StoreError>;
+/// The outcome of a write: the stored message (and whether this send created it), or why not.
+pub type WriteResult = Result<Written, StoreError>;
 
 struct Job {
     message: NewMessage,
@@ -157,10 +157,13 @@ async fn commit(store: &Store, jobs: Vec<Job>, metrics: &Metrics) -> Option<Stor
     let span = tracing::debug_span!("group_commit", size = batch.len());
     match store.insert_messages(&batch).instrument(span).await {
         Ok(results) => {
-            let created = results.iter().filter(|(_, created)| *created).count();
+            let created = results
+                .iter()
+                .filter(|r| r.as_ref().is_ok_and(|w| w.created))
+                .count();
             metrics.messages_stored.fetch_add(created as u64, Relaxed);
             for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+                let _ = reply.send(result);
             }
             None
         }
