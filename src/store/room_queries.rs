@@ -40,7 +40,12 @@ macro_rules! room_queries {
             let members = room_members::table
                 .inner_join(users::table.on(users::id.eq(room_members::user_id)))
                 .filter(room_members::room_id.eq(room))
-                .order((room_members::joined_at.asc(), room_members::user_id.asc()))
+                // Earliest first; the owner first among those who joined together.
+                .order((
+                    room_members::joined_at.asc(),
+                    room_members::role.desc(),
+                    room_members::user_id.asc(),
+                ))
                 .select((USER_COLUMNS, room_members::role, room_members::joined_at))
                 .load::<MemberRow>(conn)
                 .await?;

@@ -96,3 +96,66 @@ export async function collectHistory(socket, receiverId, limit = 100) {
 export function assertDistinct(ids, what = 'ids') {
   assert.equal(new Set(ids).size, ids.length, `${what} are distinct`);
 }
+
+const ROOM_MESSAGE_KEYS = ['content', 'createdAt', 'id', 'roomId', 'senderId'];
+
+/** A room as acked and sent in `room:updated`: `{id, name, ownerId, createdAt, members}`. */
+export function assertRoom(room, expected = {}) {
+  assert.ok(room && typeof room === 'object' && !Array.isArray(room), `not a room: ${JSON.stringify(room)}`);
+  assert.deepEqual(sortedKeys(room), ['createdAt', 'id', 'members', 'name', 'ownerId'], `room keys of ${JSON.stringify(room)}`);
+  assert.ok(isUuid(room.id) && isUuid(room.ownerId), `room ids: ${JSON.stringify(room)}`);
+  assert.ok(isIsoMillis(room.createdAt), `room createdAt: ${room.createdAt}`);
+  assert.ok(Array.isArray(room.members) && room.members.length >= 1, 'a room has members');
+  for (const m of room.members) {
+    assert.deepEqual(sortedKeys(m), ['id', 'joinedAt', 'role', 'username'], `member keys of ${JSON.stringify(m)}`);
+    assert.ok(['owner', 'member'].includes(m.role), `role ${m.role}`);
+    assert.ok(isIsoMillis(m.joinedAt), `joinedAt ${m.joinedAt}`);
+  }
+  assert.equal(room.members.filter((m) => m.role === 'owner').length, 1, 'exactly one owner');
+  assert.equal(room.members.find((m) => m.role === 'owner').id, room.ownerId, 'ownerId names the owner');
+  for (const [k, v] of Object.entries(expected)) assert.equal(room[k], v, `room.${k}`);
+}
+
+/** A stored room message: `{id, content, senderId, roomId, createdAt}` (no receiverId). */
+export function assertRoomMessage(msg, expected = {}) {
+  assert.deepEqual(sortedKeys(msg ?? {}), ROOM_MESSAGE_KEYS, `room message keys of ${JSON.stringify(msg)}`);
+  assert.ok(isUuid(msg.id) && isUuid(msg.senderId) && isUuid(msg.roomId), `room message ids: ${JSON.stringify(msg)}`);
+  assert.ok(isIsoMillis(msg.createdAt), `createdAt ${msg.createdAt}`);
+  for (const [k, v] of Object.entries(expected)) assert.equal(msg[k], v, `room message.${k}`);
+}
+
+/** A `room:message` payload: the stored room message plus `senderUsername`. */
+export function assertRoomMessageEvent(msg, expected = {}) {
+  const { senderUsername, ...stored } = msg ?? {};
+  assert.equal(typeof senderUsername, 'string', `senderUsername of ${JSON.stringify(msg)}`);
+  assertRoomMessage(stored, expected);
+}
+
+/** Creates a room and asserts the ack is one; returns it. */
+export async function createRoom(socket, name, memberIds) {
+  const ack = await emitAck(socket, 'room:create', { name, memberIds });
+  assertOk(ack, `room:create ${name}`);
+  assertRoom(ack);
+  return ack;
+}
+
+/** Sends to a room and asserts the ack is a stored room message; returns it. */
+export async function roomSend(socket, roomId, content, extra = {}) {
+  const ack = await emitAck(socket, 'room:send', { roomId, content, ...extra });
+  assertOk(ack, `room:send to ${roomId}`);
+  return ack;
+}
+
+/** Pages back through `room:history` with `before` and returns every message, oldest first. */
+export async function collectRoomHistory(socket, roomId, limit = 100) {
+  const all = [];
+  let before;
+  for (let page = 0; page < 1000; page++) {
+    const ack = await emitAck(socket, 'room:history', { roomId, limit, ...(before ? { before } : {}) });
+    assert.ok(Array.isArray(ack), `room history page is an array: ${JSON.stringify(ack)}`);
+    all.unshift(...ack);
+    if (ack.length < limit) return all;
+    before = ack[0].id;
+  }
+  throw new Error('room history paging did not end');
+}
