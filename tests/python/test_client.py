@@ -40,8 +40,10 @@ class Client:
 
     def __init__(self, base, token, transports=("websocket",)):
         self.inbox = queue.Queue()
+        self.rooms = queue.Queue()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("message:new", self.inbox.put)
+        self.sio.on("room:message", self.rooms.put)
         self.sio.connect(base, auth={"token": token}, transports=list(transports), wait_timeout=TIMEOUT)
 
     def call(self, event, payload):
@@ -122,11 +124,49 @@ def test_an_errored_send_acks_an_error_code(base):
         a.close()
 
 
+def test_a_group_room_creates_sends_receives_and_pages_history(base):
+    alice, alice_token = register_and_login(base, new_name("py_owner"))
+    bob, bob_token = register_and_login(base, new_name("py_member"))
+    a = Client(base, alice_token)
+    b = Client(base, bob_token)
+    try:
+        room = a.call("room:create", {"name": "python group", "memberIds": [bob["id"]]})
+        assert not room.get("error"), f"room:create failed: {room}"
+        assert room["ownerId"] == alice["id"] and room["name"] == "python group", room
+        assert {m["id"] for m in room["members"]} == {alice["id"], bob["id"]}, room
+
+        sent = []
+        for i in range(12):
+            ack = b.call("room:send", {"roomId": room["id"], "content": f"py {i}"})
+            assert set(ack) == {"id", "content", "senderId", "roomId", "createdAt"}, f"ack {ack}"
+            sent.append(ack)
+        got = [a.rooms.get(timeout=TIMEOUT) for _ in sent]
+        assert [m["id"] for m in got] == [m["id"] for m in sent], "alice hears each message in order"
+        assert got[0] == dict(sent[0], senderUsername=bob["username"]), got[0]
+        assert a.inbox.empty(), "room traffic is never a message:new"
+
+        latest = a.call("room:history", {"roomId": room["id"], "limit": 5})
+        assert [m["id"] for m in latest] == [m["id"] for m in sent[-5:]], latest
+        older = a.call("room:history", {"roomId": room["id"], "before": latest[0]["id"], "limit": 100})
+        assert [m["id"] for m in older + latest] == [m["id"] for m in sent], older
+
+        page = requests.get(
+            f"{base}/api/rooms/{room['id']}/messages?limit=4",
+            headers={"Authorization": f"Bearer {alice_token}"},
+            timeout=TIMEOUT,
+        ).json()
+        assert page["hasMore"] is True and [m["id"] for m in page["messages"]] == [m["id"] for m in sent[-4:]], page
+    finally:
+        a.close()
+        b.close()
+
+
 TESTS = [
     test_two_users_chat_over_websocket,
     test_two_users_chat_over_polling_with_upgrade,
     test_a_socket_without_a_token_is_refused,
     test_an_errored_send_acks_an_error_code,
+    test_a_group_room_creates_sends_receives_and_pages_history,
 ]
 
 

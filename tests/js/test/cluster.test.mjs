@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import {
   emitAck, eventually, http, randomName, recordEvents, sleep, waitForEvent, withCluster,
 } from '../lib/harness.mjs';
-import { assertMessageNew, assertOk, collectHistory, send } from '../lib/expect.mjs';
+import { assertMessageNew, assertOk, collectHistory, collectRoomHistory, send } from '../lib/expect.mjs';
 
 const RUN = process.env.TEST_CLUSTER === '1';
 const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' } };
@@ -72,7 +72,7 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     for (const x of watchers) assert.equal(count(await onlineIds(x.socket), user.id), 0, 'user:init no longer lists alice');
   }));
 
-  test('a killed instance\'s users go offline elsewhere within 20 s and no acked message is lost', withCluster(3, ROOMY, async (w, cluster) => {
+  test('a killed instance\'s users go offline elsewhere within 20 s and no acked message, direct or room, is lost', withCluster(3, ROOMY, async (w, cluster) => {
     const [n0, n1, n2] = cluster.urls;
     const watcher0 = await w.online(randomName('watcher'), { url: n0 });
     const watcher1 = await w.online(randomName('watcher'), { url: n1 });
@@ -82,22 +82,27 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     const carol = await w.online(randomName('carol'), { url: n1 });
     carol.sockets.push(await w.connect(carol.token, {}, n2));
     const watcherOffline = [watcher0, watcher1].map((x) => recordEvents(x.socket, 'user:offline'));
+    const room = assertOk(await emitAck(bob.socket, 'room:create', { name: 'crash', memberIds: [alice.user.id, carol.user.id] }));
 
     const acked = [];
+    const ackedInRoom = [];
     let stopping = false;
-    const pump = async (socket, to, label) => {
+    const pump = async (socket, event, target, label) => {
       for (let i = 0; i < 100_000 && !stopping && socket.connected; i++) {
         try {
-          const ack = await emitAck(socket, 'message:send', { receiverId: to, content: `${label} ${i}` }, 3_000);
-          if (!ack.error) acked.push(ack);
+          const ack = await emitAck(socket, event, { ...target, content: `${label} ${i}` }, 3_000);
+          if (!ack.error) (ack.roomId ? ackedInRoom : acked).push(ack);
         } catch {
           return; // no ack: the instance died with the send in flight, so nothing was promised.
         }
       }
     };
+    const toBob = { receiverId: bob.user.id };
+    const toRoom = { roomId: room.id };
     const pumps = [
-      pump(alice.socket, bob.user.id, 'a1'), pump(alice.socket, bob.user.id, 'a2'),
-      pump(alice.socket, bob.user.id, 'a3'), pump(bob.socket, alice.user.id, 'b1'),
+      pump(alice.socket, 'message:send', toBob, 'a1'), pump(alice.socket, 'message:send', toBob, 'a2'),
+      pump(alice.socket, 'message:send', toBob, 'a3'), pump(bob.socket, 'message:send', { receiverId: alice.user.id }, 'b1'),
+      pump(alice.socket, 'room:send', toRoom, 'ra'), pump(carol.sockets[1], 'room:send', toRoom, 'rc'),
     ];
     await eventually(() => acked.filter((m) => m.senderId === alice.user.id).length >= 60, 'alice gets 60 sends acked', 20_000);
 
@@ -123,9 +128,17 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     assert.deepEqual(lost, [], `every acked message is in history (${acked.length} acked)`);
     assert.equal(stored.size, history.length, 'no duplicates in history');
 
+    // The room lost nothing either: every acked room message is in its history, once.
+    assert.ok(ackedInRoom.some((m) => m.senderId === alice.user.id), 'alice got room sends acked before the kill');
+    const roomHistory = await collectRoomHistory(bob.socket, room.id);
+    const inRoom = new Set(roomHistory.map((m) => m.id));
+    assert.deepEqual(ackedInRoom.filter((m) => !inRoom.has(m.id)), [], `every acked room message is stored (${ackedInRoom.length} acked)`);
+    assert.equal(inRoom.size, roomHistory.length, 'no duplicates in the room history');
+
     // Alice comes back on another instance and reads the same history.
     const back = await w.connect(alice.token, {}, n1);
     assert.deepEqual(await collectHistory(back, bob.user.id), history);
+    assert.deepEqual(await collectRoomHistory(back, room.id), roomHistory);
   }));
 
   test('a gracefully stopped instance hands its users over: they go offline unless connected elsewhere', withCluster(3, { env: { ...ROOMY.env, PRESENCE_TTL_SECS: '6' } }, async (w, cluster) => {
