@@ -137,7 +137,11 @@ function receive(state, messages, { live }) {
       // A typist's message ends their typing.
       typing: withoutTypist(next.typing, key, message.senderId),
     };
-    if (isNew && message.senderId !== myId && !isBeingRead(next, key)) {
+    if (isNew && message.senderId === myId) continue;
+    if (message.id === next.myReads[key]) {
+      // Another tab read up to this message before it got here.
+      next = setUnread(next, key, unreadAfter(threadOf(next, key).messages, myId, message.id) ?? 0);
+    } else if (isNew && !isBeingRead(next, key)) {
       next = setUnread(next, key, (next.unread[key] ?? 0) + 1);
     }
   }

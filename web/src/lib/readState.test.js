@@ -55,6 +55,15 @@ describe('unread counts', () => {
     expect(state.unread.bob).toBe(0);
   });
 
+  it('do not count a message another tab already read before it arrived here', () => {
+    const state = run([
+      { type: 'message/received', messages: [dm('m1', 'bob', 1)], live: true },
+      { type: 'read/event', event: { readerId: 'me', peerId: 'bob', upTo: 'm2', readAt: at(9) } },
+      { type: 'message/received', messages: [dm('m2', 'bob', 2)], live: true },
+    ]);
+    expect(state.unread.bob).toBe(0);
+  });
+
   it('leave muted conversations out of the tab title total', () => {
     expect(totalUnread({ a: 2, b: 3, c: 0 }, (key) => key === 'b')).toBe(2);
   });
