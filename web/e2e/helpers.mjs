@@ -32,6 +32,9 @@ export async function launch() {
       '--no-first-run',
       '--disable-component-update',
       '--disable-sync',
+      // A document fulfilled by the test (to add the CSP header) loses its loopback address
+      // space, and Local Network Access would then block its WebSocket to 127.0.0.1.
+      '--disable-features=LocalNetworkAccessChecks',
     ],
   });
 }

@@ -86,6 +86,7 @@ export function MessageList({ thread, conversation, myId, names = {}, receipts =
   };
   const scroller = useRef(null);
   const anchor = useRef(null);
+  const shownDivider = useRef(null);
   const [awayFromBottom, setAwayFromBottom] = useState(false);
   const rows = useMemo(() => buildTimeline(thread.messages), [thread.messages]);
   const firstKey = rows.find((row) => row.type === 'message')?.key;
@@ -112,6 +113,19 @@ export function MessageList({ thread, conversation, myId, names = {}, receipts =
       // Same messages, other details (a status, an error line): stay pinned if the reader was.
       nearBottom = prev.nearBottom;
       if (nearBottom && el.scrollHeight !== prev.scrollHeight) el.scrollTop = el.scrollHeight;
+    }
+    const dividerId = marker?.firstUnreadId;
+    if (dividerId && shownDivider.current !== dividerId) {
+      const divider = el.querySelector('[data-testid="unread-divider"]');
+      if (divider) {
+        shownDivider.current = dividerId;
+        // Open at the first unread message when the unread ones do not all fit on the screen.
+        const top = divider.offsetTop - 12;
+        if (top < el.scrollTop) {
+          el.scrollTop = top;
+          nearBottom = false;
+        }
+      }
     }
     anchor.current = { key: conversation.key, firstKey, lastKey, scrollHeight: el.scrollHeight, scrollTop: el.scrollTop, nearBottom };
   });

@@ -1,0 +1,11 @@
+import { launch, newContext, registerInPage, byTestId } from './helpers.mjs';
+const log = [];
+const b = await launch();
+const { page } = await newContext(b, 'x', { log });
+page.on('console', (m) => log.push(m.type() + ' ' + m.text()));
+await registerInPage(page, 'http://127.0.0.1:4101', { username: 'dbg' + Date.now(), password: 'pw123456' });
+await page.waitForTimeout(1500);
+console.log(log, await page.evaluate(() => window.__cspViolations));
+await byTestId(page, 'settings-button').click();
+console.log(await byTestId(page, 'settings-dialog').innerHTML());
+await b.close();
