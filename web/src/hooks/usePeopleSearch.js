@@ -3,7 +3,7 @@
  * A server without the directory gives null, and the search falls back to the people this tab
  * already knows (online users and past conversations).
  */
-import { useEffect, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { searchUsers } from '../api.js';
 
 const DEBOUNCE_MS = 150;
@@ -34,13 +34,15 @@ export function usePeopleSearch(token, query, { known = [], limit = 20, enabled 
   }, [token, needle, limit, enabled]);
 
   const answered = answer.query === needle;
-  if (answered && answer.list) {
-    return { results: answer.list.filter((user) => user.id !== myId), loading: false, directory: true };
-  }
-  const lower = needle.toLowerCase();
-  const fallback = known
-    .filter((user) => user?.id && user.id !== myId && user.username && user.username.toLowerCase().includes(lower))
-    .sort((a, b) => Number(b.online) - Number(a.online) || a.username.localeCompare(b.username))
-    .slice(0, limit);
-  return { results: fallback, loading: enabled && !answered, directory: false };
+  return useMemo(() => {
+    if (answered && answer.list) {
+      return { results: answer.list.filter((user) => user.id !== myId), loading: false, directory: true };
+    }
+    const lower = needle.toLowerCase();
+    const fallback = known
+      .filter((user) => user?.id && user.id !== myId && user.username && user.username.toLowerCase().includes(lower))
+      .sort((a, b) => Number(b.online) - Number(a.online) || a.username.localeCompare(b.username))
+      .slice(0, limit);
+    return { results: fallback, loading: enabled && !answered, directory: false };
+  }, [answered, answer.list, needle, known, myId, limit, enabled]);
 }
