@@ -1,7 +1,7 @@
 // Shared by the browser e2e suites: the servers under test (E2E_BASE_URLS), Debian's Chromium, the
 // strict Content-Security-Policy the server sends in production, and small page helpers.
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
 
 /** The origins under test: one = one node, two = two instances of one cluster. */
@@ -126,6 +126,14 @@ export async function until(what, check, timeout = WAIT) {
 
 export async function shot(page, name) {
   await page.screenshot({ path: new URL(name, SHOTS).pathname });
+}
+
+/** With E2E_UPDATE_DOCS=1, copies a screenshot to ../docs/ for the project README. */
+export async function publish(name, docsName) {
+  if (!process.env.E2E_UPDATE_DOCS) return;
+  const docs = new URL('../../docs/', import.meta.url);
+  await mkdir(docs, { recursive: true });
+  await copyFile(new URL(name, SHOTS), new URL(docsName, docs));
 }
 
 async function post(base, path, body) {

@@ -1,6 +1,7 @@
 // End-to-end: unread badges, read receipts, typing and notifications between two people on two
 // instances (Alice on the first origin, Bob on the second; Bob's second tab on the first).
 // Needs a server with read state and typing (CONTRACT Part 3); nothing here starts one.
+// E2E_UPDATE_DOCS=1 also copies the README's receipts and typing screenshots to ../docs/.
 //
 //   E2E_BASE_URLS=http://127.0.0.1:3000,http://127.0.0.1:3001 npm run e2e:file -- e2e/read-state.e2e.mjs
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +19,7 @@ import {
   openDirect,
   watchConsole,
   openRoom,
+  publish,
   registerInPage,
   roomRow,
   sendByKeyboard,
@@ -114,6 +116,7 @@ describe('read state and typing across two instances', { skip: SKIP }, () => {
 
     await until('alice’s ticks to turn ✓✓', async () => (await receiptsOf(alicePage)).every((receipt) => receipt === 'read'));
     await shot(alicePage, 'read-receipts.png');
+    await publish('read-receipts.png', 'screenshot-read-receipts.png');
   });
 
   test('a message into the open conversation is read at once; the other tab counts nothing', { timeout: 60_000 }, async () => {
@@ -130,6 +133,7 @@ describe('read state and typing across two instances', { skip: SKIP }, () => {
     await until('alice to see bob typing', async () => (await typingLine(alicePage)) === `${bob.username} is typing…`);
     await byTestId(alicePage, `user-${bob.username}`).locator('[data-testid="row-typing"]').waitFor({ timeout: WAIT });
     await shot(alicePage, 'typing.png');
+    await publish('typing.png', 'screenshot-typing.png');
 
     await input.fill('');
     await until('the typing line to go when bob clears the box', async () => (await typingLine(alicePage)) === null);

@@ -2,6 +2,7 @@
 // Alice (owner) and Cy sit on the first origin, Bob and later Dee on the second. Alice creates the
 // group, they chat, Alice adds Dee (offline until then, found through the user directory) and
 // removes Cy, and Bob leaves. Needs a server with rooms (CONTRACT Part 3); nothing here starts one.
+// E2E_UPDATE_DOCS=1 also copies the README's group screenshots to ../docs/.
 //
 //   E2E_BASE_URLS=http://127.0.0.1:3000,http://127.0.0.1:3001 npm run e2e:file -- e2e/rooms.e2e.mjs
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +19,7 @@ import {
   messageWithText,
   newContext,
   openRoom,
+  publish,
   registerInPage,
   registerOverRest,
   roomRow,
@@ -135,6 +137,7 @@ describe('a group across two instances', { skip: SKIP }, () => {
     await pick(page, cy.username);
     assert.match(await byTestId(page, 'create-group').innerText(), /\(3\)/, 'the button counts alice too');
     await shot(page, 'new-group-dialog.png');
+    await publish('new-group-dialog.png', 'screenshot-new-group.png');
     await byTestId(page, 'create-group').click();
     await dialog.waitFor({ state: 'detached', timeout: WAIT });
 
@@ -179,6 +182,7 @@ describe('a group across two instances', { skip: SKIP }, () => {
     const names = await byTestId(pages.alice.page, 'sender-name').allInnerTexts();
     assert.deepEqual(names, [bob.username, cy.username], 'names show above other people’s messages only');
     await shot(pages.alice.page, 'group-chat.png');
+    await publish('group-chat.png', 'screenshot-group.png');
     await shot(pages.bob.page, 'group-chat-dark.png');
   });
 
@@ -239,12 +243,14 @@ describe('a group across two instances', { skip: SKIP }, () => {
     await messageWithText(deePage, text.hello).waitFor({ timeout: WAIT });
     assert.equal(await deePage.locator('.sidebar').isVisible(), false, 'on 360 px the conversation takes the screen');
     await shot(deePage, 'mobile-group.png');
+    await publish('mobile-group.png', 'screenshot-mobile-group.png');
 
     await openDetails(deePage);
     await byTestId(deePage, 'leave-group').waitFor({ timeout: WAIT });
     assert.equal(await deePage.locator('[data-testid^="remove-"]').count(), 0, 'a member cannot remove anyone');
     assert.equal(await byTestId(deePage, 'add-people').count(), 0, 'a member cannot add anyone');
     assert.equal(await byTestId(deePage, 'rename-group').count(), 0, 'a member cannot rename');
+    await shot(deePage, 'mobile-group-details.png');
     await closeDialog(deePage, 'room-dialog');
   });
 
