@@ -121,12 +121,13 @@ export function useChat({ token, me, initialKey, onUnauthorized, onLiveMessage }
   }, []);
 
   const refreshConversations = useEffectEvent(async (signal) => {
+    const since = stateRef.current.roomEvents;
     try {
       const list = await fetchConversations(token, signal);
-      dispatch({ type: 'conversations/loaded', list });
+      dispatch({ type: 'conversations/loaded', list, since });
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) onUnauthorized();
-      else if (error?.name !== 'AbortError') dispatch({ type: 'conversations/loaded', list: [] });
+      else if (error?.name !== 'AbortError') dispatch({ type: 'conversations/loaded', list: [], since: Infinity });
     }
   });
 

@@ -38,6 +38,9 @@ export function initialChatState(me) {
     rooms: {},
     /** Rooms this tab was removed from or left, so late events for them are ignored. */
     leftRooms: new Set(),
+    /** Counts room events; `roomSeen` holds the count at each room's last one (see conversations/loaded). */
+    roomEvents: 0,
+    roomSeen: {},
     /** Other participants' read cursors: `{key: {userId: messageId}}`. */
     reads: {},
     /** The caller's own cursor per conversation, as last acked or heard from another tab. */
@@ -178,8 +181,11 @@ function applyRoom(state, room, { withReads = false } = {}) {
   const key = roomKey(room.id);
   const members = Array.isArray(room.members) ? room.members.filter((member) => member?.id) : state.rooms[room.id]?.members ?? [];
   const leftRooms = state.leftRooms.has(room.id) ? new Set([...state.leftRooms].filter((id) => id !== room.id)) : state.leftRooms;
+  const roomEvents = state.roomEvents + 1;
   let next = {
     ...state,
+    roomEvents,
+    roomSeen: { ...state.roomSeen, [room.id]: roomEvents },
     rooms: { ...state.rooms, [room.id]: { ...state.rooms[room.id], ...room, members } },
     conversations: upsertRoom(state.conversations, { ...room, members }),
     users: rememberUsers(state.users, members),
@@ -229,14 +235,21 @@ function removeRoom(state, { roomId, self }) {
   return next;
 }
 
-function conversationsLoaded(state, list) {
+/**
+ * The conversation list from the server. `since` is `roomEvents` when the request started: a room
+ * the answer lacks is kept only if the socket told of it after that (created or joined meanwhile);
+ * otherwise the user left it or was removed while away.
+ */
+function conversationsLoaded(state, list, since = state.roomEvents) {
   const myId = state.me.id;
   const fetched = normalizeConversations(list);
   // Messages and rooms heard on the socket while the request was in flight may be newer than the response.
   let conversations = fetched;
   for (const entry of state.conversations) {
-    if (entry.kind === 'room' && !conversations.some((item) => item.key === entry.key)) {
-      if (!state.leftRooms.has(entry.room.id)) conversations = upsertRoom(conversations, { ...entry.room, createdAt: entry.since });
+    const missing = !conversations.some((item) => item.key === entry.key);
+    if (entry.kind === 'room' && missing) {
+      if (state.leftRooms.has(entry.room.id) || !((state.roomSeen[entry.room.id] ?? 0) > since)) continue;
+      conversations = upsertRoom(conversations, { ...entry.room, createdAt: entry.since });
     }
     if (entry.lastMessage) {
       conversations = applyMessageToConversations(conversations, entry.lastMessage, { myId, peer: entry.peer, room: entry.room });
@@ -278,7 +291,7 @@ export function chatReducer(state, action) {
     case 'instance':
       return { ...state, instance: action.instance };
     case 'conversations/loaded':
-      return conversationsLoaded(state, action.list);
+      return conversationsLoaded(state, action.list, action.since);
     case 'presence/init': {
       const users = (Array.isArray(action.users) ? action.users : []).filter((user) => user?.id);
       return {

@@ -101,12 +101,20 @@ describe('rooms in the chat state', () => {
     expect(state.threads[R1].messages).toHaveLength(1);
   });
 
+  it('drops a room the server no longer lists when nothing was heard of it since the request started', () => {
+    let state = run([{ type: 'room/updated', room: room() }, { type: 'room/updated', room: room({ id: 'r2', name: 'Gone' }) }]);
+    const since = state.roomEvents;
+    state = run([{ type: 'conversations/loaded', list: [{ room: { id: 'r1', name: 'Climbing', memberCount: 3 }, lastMessage: null, unread: 0 }], since }], state);
+    expect(state.conversations.map((c) => c.key)).toEqual([R1]);
+  });
+
   it('keeps a room created during a conversations request, and forgets one it was removed from', () => {
     const state = run([
       { type: 'room/updated', room: room() },
       { type: 'room/updated', room: room({ id: 'r2', name: 'Old' }) },
       { type: 'room/removed', roomId: 'r2' },
-      { type: 'conversations/loaded', list: [{ room: { id: 'r2', name: 'Old', memberCount: 3 }, lastMessage: null, unread: 0 }] },
+      // The request started before any of it.
+      { type: 'conversations/loaded', list: [{ room: { id: 'r2', name: 'Old', memberCount: 3 }, lastMessage: null, unread: 0 }], since: 0 },
     ]);
     expect(state.conversations.map((c) => c.key)).toEqual([R1]);
   });
