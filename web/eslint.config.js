@@ -20,8 +20,14 @@ export default defineConfig([
     },
   },
   {
-    files: ['*.config.js', 'e2e/**/*.mjs'],
+    files: ['*.config.js', 'scripts/**/*.mjs'],
     extends: [js.configs.recommended],
     languageOptions: { ecmaVersion: 'latest', sourceType: 'module', globals: globals.node },
+  },
+  {
+    // Functions passed to page.evaluate() run in the browser.
+    files: ['e2e/**/*.mjs'],
+    extends: [js.configs.recommended],
+    languageOptions: { ecmaVersion: 'latest', sourceType: 'module', globals: { ...globals.node, ...globals.browser } },
   },
 ]);

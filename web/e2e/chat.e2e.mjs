@@ -127,6 +127,16 @@ function connectSocket(base, token) {
   });
 }
 
+/** The server instance behind a page, from Settings → About (the badge is kept out of the sidebar). */
+async function instanceOf(page) {
+  await byTestId(page, 'settings-button').click();
+  const indicator = byTestId(page, 'settings-dialog').locator('[data-testid="instance-indicator"]');
+  const id = await until('the instance to be known', () => indicator.getAttribute('data-instance-id'));
+  await page.keyboard.press('Escape');
+  await byTestId(page, 'settings-dialog').waitFor({ state: 'detached', timeout: WAIT });
+  return id;
+}
+
 async function messageIds(page) {
   return messages(page).evaluateAll((nodes) => nodes.map((node) => node.dataset.id));
 }
@@ -197,10 +207,8 @@ describe('two people chatting across instances', { skip: BASES.length ? false : 
     await until('alice to see bob online', async () => (await presenceOf(pageA, bob.username)) === 'true');
     await until('bob to see alice online', async () => (await presenceOf(pageB, alice.username)) === 'true');
 
-    const instanceA = await byTestId(pageA, 'instance-indicator').getAttribute('data-instance-id');
-    const instanceB = await until('bob to know his instance', () =>
-      byTestId(pageB, 'instance-indicator').getAttribute('data-instance-id'),
-    );
+    const instanceA = await instanceOf(pageA);
+    const instanceB = await instanceOf(pageB);
     assert.ok(instanceA, 'alice sees which instance she is on');
     if (BASE_A !== BASE_B) assert.notEqual(instanceA, instanceB, 'the two users sit on different instances');
   });

@@ -1,5 +1,6 @@
 /**
- * The REST half of the contract: auth, the caller's conversations and the instance indicator.
+ * The REST half of the contract: auth, the caller's conversations, the user directory, room details
+ * and the instance indicator.
  * Errors carry the server's NestJS body (`{statusCode, message, error}`) as a readable message.
  */
 
@@ -58,7 +59,10 @@ export function fetchMe(token, signal) {
   return request('/api/me', { token, signal });
 }
 
-/** `GET /api/conversations` → `[{peer, lastMessage}]`, most recent first. */
+/**
+ * `GET /api/conversations` → direct entries `{peer, lastMessage, unread, peerReadUpTo}` and room
+ * entries `{room: {id, name, memberCount}, lastMessage, unread}`, most recent first.
+ */
 export function fetchConversations(token, signal) {
   return request('/api/conversations', { token, signal });
 }
@@ -66,4 +70,20 @@ export function fetchConversations(token, signal) {
 /** `GET /api/instance` → `{instanceId, version}` of the instance behind this origin. */
 export function fetchInstance(token, signal) {
   return request('/api/instance', { token, signal });
+}
+
+/**
+ * `GET /api/users?q=&limit=` → `[{id, username, online}]`: users whose name starts with `q`, the
+ * caller excluded, online first. Null when the server has no directory (an older server answers
+ * unknown paths with the app's HTML), so callers fall back to the people they already know.
+ */
+export async function searchUsers(token, query, { limit = 20, signal } = {}) {
+  const params = new URLSearchParams({ q: query, limit: String(limit) });
+  const list = await request(`/api/users?${params}`, { token, signal });
+  return Array.isArray(list) ? list.filter((user) => user?.id && typeof user.username === 'string') : null;
+}
+
+/** `GET /api/rooms/{roomId}` → the room, each member with `readUpTo`. 404 for a room the caller is not in. */
+export function fetchRoom(token, roomId, signal) {
+  return request(`/api/rooms/${encodeURIComponent(roomId)}`, { token, signal });
 }

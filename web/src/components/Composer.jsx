@@ -6,7 +6,7 @@ export const MAX_MESSAGE_CHARS = 10_000;
 const MAX_HEIGHT_PX = 180;
 
 /** The message box: Enter sends, Shift+Enter starts a new line; it grows with its text. */
-export function Composer({ peerName, value, onChange, onSend, autoFocus }) {
+export function Composer({ peerName, value, onChange, onBlur, onSend, autoFocus }) {
   const inputId = useId();
   const input = useRef(null);
   const length = value.trim().length;
@@ -47,6 +47,7 @@ export function Composer({ peerName, value, onChange, onSend, autoFocus }) {
           value={value}
           onChange={(e) => onChange(e.target.value)}
           onKeyDown={onKeyDown}
+          onBlur={onBlur}
           autoFocus={autoFocus}
           aria-describedby={tooLong ? `${inputId}-count` : undefined}
           enterKeyHint="send"

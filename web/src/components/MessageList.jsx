@@ -1,7 +1,7 @@
 import { useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { motion } from 'framer-motion';
-import { AlertCircle, ArrowDown, Check, Clock, MessageCircle, RotateCw } from 'lucide-react';
-import { buildTimeline, formatFull, formatTime } from '../lib/format.js';
+import { AlertCircle, ArrowDown, Check, CheckCheck, Clock, MessageCircle, RotateCw } from 'lucide-react';
+import { avatarHue, buildTimeline, formatFull, formatTime } from '../lib/format.js';
 import { Avatar } from './Avatar.jsx';
 import { Spinner } from './Spinner.jsx';
 
@@ -9,36 +9,56 @@ import { Spinner } from './Spinner.jsx';
 const LOAD_OLDER_THRESHOLD_PX = 400;
 const NEAR_BOTTOM_PX = 120;
 
-const STATUS_LABEL = { pending: 'Sending', sent: 'Sent', failed: 'Not sent' };
+const STATUS_LABEL = { pending: 'Sending', sent: 'Sent', read: 'Read', failed: 'Not sent' };
 
-function StatusIcon({ status }) {
-  if (status === 'pending') return <Clock size={12} aria-label={STATUS_LABEL.pending} />;
-  if (status === 'failed') return <AlertCircle size={12} aria-label={STATUS_LABEL.failed} />;
-  return <Check size={12} aria-label={STATUS_LABEL.sent} />;
+function StatusIcon({ status, receipt }) {
+  if (status === 'pending') return <Clock size={12} role="img" aria-label={STATUS_LABEL.pending} />;
+  if (status === 'failed') return <AlertCircle size={12} role="img" aria-label={STATUS_LABEL.failed} />;
+  if (receipt === 'read') return <CheckCheck size={13} role="img" aria-label={STATUS_LABEL.read} className="tick read" />;
+  return <Check size={12} role="img" aria-label={STATUS_LABEL.sent} className="tick" />;
 }
 
-function MessageBubble({ row, mine, peer, onRetry }) {
+/** "Seen by N" under the caller's latest message in a room; the names show on hover and focus. */
+function SeenBy({ viewers }) {
+  if (!viewers.length) return null;
+  const names = viewers.map((member) => member.username).join(', ');
+  return (
+    <span className="seen-by" tabIndex={0} data-testid="seen-by" data-count={viewers.length} aria-label={`Seen by ${names}`}>
+      Seen by {viewers.length}
+      <span className="seen-by-names" role="tooltip" aria-hidden="true">{names}</span>
+    </span>
+  );
+}
+
+function MessageBubble({ row, mine, sender, showSender, receipt, viewers, onRetry }) {
   const { message, first, last } = row;
   return (
     <motion.li
       className={`message-row ${mine ? 'mine' : 'theirs'}${first ? ' first' : ''}${last ? ' last' : ''}`}
       data-testid="message"
       data-status={message.status}
+      data-receipt={mine && message.status === 'sent' && receipt ? receipt : undefined}
       data-id={message.id ?? ''}
       data-client-msg-id={message.clientMsgId ?? ''}
+      data-sender={sender.username}
       initial={message.live ? { opacity: 0, y: 12, scale: 0.97 } : false}
       animate={{ opacity: 1, y: 0, scale: 1 }}
       transition={{ type: 'spring', stiffness: 520, damping: 34, mass: 0.6 }}
     >
-      {!mine && (last ? <Avatar name={peer.username} id={peer.id} size={28} /> : <span className="avatar-spacer" />)}
+      {!mine && (last ? <Avatar name={sender.username} id={sender.id} size={28} /> : <span className="avatar-spacer" />)}
       <div className="message-stack">
+        {showSender && first && !mine && (
+          <span className="sender-name" data-testid="sender-name" style={{ '--hue': avatarHue(sender.id) }}>{sender.username}</span>
+        )}
         <div className={`bubble${message.status === 'failed' ? ' failed' : ''}${message.status === 'pending' ? ' pending' : ''}`}>
+          {showSender && !mine && <span className="visually-hidden">{sender.username}: </span>}
           <p className="bubble-text">{message.content}</p>
           <span className="bubble-meta">
             <time dateTime={message.createdAt} title={formatFull(message.createdAt)}>{formatTime(message.createdAt)}</time>
-            {mine && <StatusIcon status={message.status} />}
+            {mine && <StatusIcon status={message.status} receipt={receipt} />}
           </span>
         </div>
+        {viewers && <SeenBy viewers={viewers} />}
         {message.status === 'failed' && (
           <div className="message-failed" role="alert">
             <span>{message.error?.message ?? 'Not sent.'}</span>
@@ -56,9 +76,17 @@ function MessageBubble({ row, mine, peer, onRetry }) {
  * The scrolling message list. It opens at the newest message, follows new ones while the reader is
  * at the bottom, and keeps the reader's place when an older page is put on top.
  */
-export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload }) {
+export function MessageList({ thread, conversation, myId, names = {}, receipts = {}, seen = null, marker = null, onLoadOlder, onRetry, onReload }) {
+  const isRoom = conversation.kind === 'room';
+  const title = conversation.title;
+  const senderOf = (message) => {
+    if (!isRoom) return message.senderId === myId ? { id: myId, username: '' } : { id: conversation.id, username: title };
+    const username = message.senderUsername ?? names[message.senderId]?.username ?? 'Former member';
+    return { id: message.senderId, username };
+  };
   const scroller = useRef(null);
   const anchor = useRef(null);
+  const shownDivider = useRef(null);
   const [awayFromBottom, setAwayFromBottom] = useState(false);
   const rows = useMemo(() => buildTimeline(thread.messages), [thread.messages]);
   const firstKey = rows.find((row) => row.type === 'message')?.key;
@@ -71,7 +99,7 @@ export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload
     if (!el) return;
     const prev = anchor.current;
     let nearBottom;
-    if (!prev || prev.peerId !== peer.id) {
+    if (!prev || prev.key !== conversation.key) {
       el.scrollTop = el.scrollHeight;
       nearBottom = true;
     } else if (firstKey !== prev.firstKey && lastKey === prev.lastKey) {
@@ -86,7 +114,20 @@ export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload
       nearBottom = prev.nearBottom;
       if (nearBottom && el.scrollHeight !== prev.scrollHeight) el.scrollTop = el.scrollHeight;
     }
-    anchor.current = { peerId: peer.id, firstKey, lastKey, scrollHeight: el.scrollHeight, scrollTop: el.scrollTop, nearBottom };
+    const dividerId = marker?.firstUnreadId;
+    if (dividerId && shownDivider.current !== dividerId) {
+      const divider = el.querySelector('[data-testid="unread-divider"]');
+      if (divider) {
+        shownDivider.current = dividerId;
+        // Open at the first unread message when the unread ones do not all fit on the screen.
+        const top = divider.offsetTop - 12;
+        if (top < el.scrollTop) {
+          el.scrollTop = top;
+          nearBottom = false;
+        }
+      }
+    }
+    anchor.current = { key: conversation.key, firstKey, lastKey, scrollHeight: el.scrollHeight, scrollTop: el.scrollTop, nearBottom };
   });
 
   function onScroll() {
@@ -118,7 +159,7 @@ export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload
         role="log"
         aria-live="polite"
         aria-relevant="additions"
-        aria-label={`Messages with ${peer.username}`}
+        aria-label={isRoom ? `Messages in ${title}` : `Messages with ${title}`}
         aria-busy={thread.loading || thread.loadingOlder}
         tabIndex={0}
       >
@@ -129,8 +170,12 @@ export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload
             </span>
           ) : thread.loaded && !thread.hasMore && !empty ? (
             <div className="history-start" data-testid="history-start">
-              <Avatar name={peer.username} id={peer.id} size={48} />
-              <p>This is the beginning of your conversation with <strong>{peer.username}</strong>.</p>
+              <Avatar name={title} id={conversation.id} size={48} />
+              {isRoom ? (
+                <p>This is the beginning of the group <strong>{title}</strong>.</p>
+              ) : (
+                <p>This is the beginning of your conversation with <strong>{title}</strong>.</p>
+              )}
             </div>
           ) : null}
         </div>
@@ -156,26 +201,42 @@ export function MessageList({ thread, peer, myId, onLoadOlder, onRetry, onReload
           <div className="thread-empty" data-testid="thread-empty">
             <span className="thread-empty-icon"><MessageCircle size={28} aria-hidden="true" /></span>
             <p className="thread-empty-title">No messages yet</p>
-            <p className="muted">Say hello to {peer.username}. Messages are delivered the moment they are online.</p>
+            <p className="muted">
+              {isRoom ? `Say hello to the group. Everyone in ${title} sees the whole history.` : `Say hello to ${title}. Messages are delivered the moment they are online.`}
+            </p>
           </div>
         )}
 
         <ol className="messages">
-          {rows.map((row) =>
-            row.type === 'day' ? (
-              <li key={row.key} className="day-separator" role="separator">
-                <span>{row.label}</span>
-              </li>
-            ) : (
+          {rows.map((row) => {
+            if (row.type === 'day') {
+              return (
+                <li key={row.key} className="day-separator" role="separator">
+                  <span>{row.label}</span>
+                </li>
+              );
+            }
+            const { message } = row;
+            const bubble = (
               <MessageBubble
                 key={row.key}
                 row={row}
-                mine={row.message.senderId === myId}
-                peer={peer}
+                mine={message.senderId === myId}
+                sender={senderOf(message)}
+                showSender={isRoom}
+                receipt={message.id ? receipts[message.id] : undefined}
+                viewers={seen && message.id === seen.messageId ? seen.viewers : null}
                 onRetry={onRetry}
               />
-            ),
-          )}
+            );
+            if (!marker?.firstUnreadId || message.id !== marker.firstUnreadId) return bubble;
+            return [
+              <li key={`unread-${message.id}`} className="unread-divider" role="separator" aria-label="New messages" data-testid="unread-divider">
+                <span>New messages</span>
+              </li>,
+              bubble,
+            ];
+          })}
         </ol>
       </div>
       {awayFromBottom && (

@@ -29,11 +29,11 @@ describe('the chat state', () => {
     expect(state.unread.bob).toBe(1);
     expect(state.conversations[0]).toMatchObject({ peer: { id: 'bob', username: 'bob' }, lastMessage: { id: 'm1' } });
     expect(state.cursor.id).toBe('m1');
-    expect(run([{ type: 'active', peerId: 'bob' }], state).unread.bob).toBe(0);
+    expect(run([{ type: 'active', key: 'bob' }], state).unread.bob).toBe(0);
   });
 
   it('does not count messages of the open conversation as unread', () => {
-    const state = run([{ type: 'active', peerId: 'bob' }, { type: 'message/received', messages: [fromBob('m1', 1)] }]);
+    const state = run([{ type: 'active', key: 'bob' }, { type: 'message/received', messages: [fromBob('m1', 1)] }]);
     expect(state.unread.bob ?? 0).toBe(0);
   });
 
@@ -46,10 +46,10 @@ describe('the chat state', () => {
     const stored = { id: 'm9', content: 'hey', senderId: 'me', receiverId: 'bob', createdAt: at(9) };
     let state = run([
       { type: 'presence/init', users: [{ id: 'bob', username: 'bob' }] },
-      { type: 'message/pending', message: { clientMsgId: 'c1', content: 'hey', receiverId: 'bob', createdAt: at(8) } },
+      { type: 'message/pending', key: 'bob', message: { clientMsgId: 'c1', content: 'hey', receiverId: 'bob', createdAt: at(8) } },
     ]);
     expect(state.threads.bob.messages[0].status).toBe('pending');
-    state = run([{ type: 'message/ack', peerId: 'bob', clientMsgId: 'c1', message: stored }], state);
+    state = run([{ type: 'message/ack', key: 'bob', clientMsgId: 'c1', message: stored }], state);
     expect(state.threads.bob.messages).toEqual([expect.objectContaining({ id: 'm9', status: 'sent' })]);
     expect(state.conversations[0].peer).toMatchObject({ id: 'bob', username: 'bob' });
     expect(state.cursor.id).toBe('m9');
@@ -73,13 +73,13 @@ describe('the chat state', () => {
   it('loads a thread and pages back', () => {
     const page = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => fromBob(`m${from + i}`, from + i));
     let state = run([
-      { type: 'thread/loading', peerId: 'bob' },
-      { type: 'thread/page', peerId: 'bob', page: page(3, 4), limit: 2 },
+      { type: 'thread/loading', key: 'bob' },
+      { type: 'thread/page', key: 'bob', page: page(3, 4), limit: 2 },
     ]);
     expect(state.threads.bob).toMatchObject({ loaded: true, loading: false, hasMore: true });
     state = run([
-      { type: 'thread/loading', peerId: 'bob', older: true },
-      { type: 'thread/page', peerId: 'bob', page: page(1, 1), limit: 2, older: true },
+      { type: 'thread/loading', key: 'bob', older: true },
+      { type: 'thread/page', key: 'bob', page: page(1, 1), limit: 2, older: true },
     ], state);
     expect(state.threads.bob.messages.map((m) => m.id)).toEqual(['m1', 'm3', 'm4']);
     expect(state.threads.bob.hasMore).toBe(false);
@@ -87,11 +87,11 @@ describe('the chat state', () => {
 
   it('records a failed send and its retry', () => {
     let state = run([
-      { type: 'message/pending', message: { clientMsgId: 'c1', content: 'hey', receiverId: 'bob', createdAt: at(1) } },
-      { type: 'message/failed', peerId: 'bob', clientMsgId: 'c1', error: { code: 'unavailable', message: 'down' } },
+      { type: 'message/pending', key: 'bob', message: { clientMsgId: 'c1', content: 'hey', receiverId: 'bob', createdAt: at(1) } },
+      { type: 'message/failed', key: 'bob', clientMsgId: 'c1', error: { code: 'unavailable', message: 'down' } },
     ]);
     expect(state.threads.bob.messages[0].status).toBe('failed');
-    state = run([{ type: 'message/retry', peerId: 'bob', clientMsgId: 'c1' }], state);
+    state = run([{ type: 'message/retry', key: 'bob', clientMsgId: 'c1' }], state);
     expect(state.threads.bob.messages[0].status).toBe('pending');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Pure functions over one conversation's message list.
  *
- * An entry is a server message (`{id, content, senderId, receiverId, createdAt}`) plus client fields:
+ * An entry is a server message (`{id, content, senderId, receiverId, createdAt}`, or `roomId` instead
+ * of `receiverId` in a room, with `senderUsername` when the server sent it) plus client fields:
  * `status` ('sent' | 'pending' | 'failed'), `clientMsgId` for messages this tab sent, `error` for a
  * failed send, `live` when it arrived in real time (the view animates only those), and `claimed`, the
  * server copy a pending entry adopted from a `message:new` that overtook its ack.
@@ -26,15 +27,23 @@ export function sortMessages(list) {
 }
 
 function toEntry(message, live) {
-  const { id, content, senderId, receiverId, createdAt } = message;
-  return { id, content, senderId, receiverId, createdAt, status: 'sent', live: Boolean(live) };
+  const { id, content, senderId, receiverId, roomId, createdAt, senderUsername } = message;
+  const entry = { id, content, senderId, createdAt, status: 'sent', live: Boolean(live) };
+  if (roomId) entry.roomId = roomId;
+  else entry.receiverId = receiverId;
+  if (senderUsername) entry.senderUsername = senderUsername;
+  return entry;
+}
+
+function sameConversation(a, b) {
+  return a.roomId ? a.roomId === b.roomId : !b.roomId && a.receiverId === b.receiverId;
 }
 
 /** A pending or timed-out send that a server copy of the same text may belong to. */
 function isClaimable(entry, message) {
   if (entry.id || !entry.clientMsgId) return false;
   const waiting = entry.status === 'pending' || (entry.status === 'failed' && entry.error?.code === 'timeout');
-  return waiting && entry.receiverId === message.receiverId && entry.content === message.content;
+  return waiting && sameConversation(entry, message) && entry.content === message.content;
 }
 
 /**
@@ -79,13 +88,13 @@ export function mergeMessages(list, incoming, { older = false, myId, live = fals
 }
 
 /** Appends a message this tab is sending; it shows as pending until `applyAck` or `markFailed`. */
-export function addPending(list, { clientMsgId, content, senderId, receiverId, createdAt }) {
+export function addPending(list, { clientMsgId, content, senderId, receiverId, roomId, createdAt }) {
   if (list.some((entry) => entry.clientMsgId === clientMsgId)) return list;
   return list.concat({
     clientMsgId,
     content,
     senderId,
-    receiverId,
+    ...(roomId ? { roomId } : { receiverId }),
     createdAt,
     localCreatedAt: createdAt,
     status: 'pending',

@@ -1,9 +1,11 @@
 /**
- * Paging back through one conversation with `message:history` ({receiverId, before?, limit?}).
+ * Paging back through one conversation with `message:history` ({receiverId, before?, limit?}) or,
+ * for a room, `room:history` ({roomId, before?, limit?}).
  *
  * The cursor is the id of the oldest message loaded; paging stops once a page comes back shorter
  * than asked for (or adds nothing new, which is what a server that ignores `before` would do).
  */
+import { targetOf } from './keys.js';
 import { mergeMessages } from './messages.js';
 
 /** Messages asked for per `message:history` call (the server allows 1..100). */
@@ -19,9 +21,9 @@ export function oldestId(messages) {
   return messages.find((entry) => entry.id)?.id;
 }
 
-/** The payload of the next `message:history` call: the latest page, or the one before the oldest loaded. */
-export function historyRequest(peerId, thread, { older = false, limit = PAGE_SIZE } = {}) {
-  const request = { receiverId: peerId, limit };
+/** The payload of the next history call for conversation `key`: the latest page, or the one before the oldest loaded. */
+export function historyRequest(key, thread, { older = false, limit = PAGE_SIZE } = {}) {
+  const request = { ...targetOf(key), limit };
   const before = older ? oldestId(thread.messages) : undefined;
   if (before) request.before = before;
   return request;
