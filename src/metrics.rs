@@ -84,6 +84,12 @@ pub struct Metrics {
     pub logins_throttled: AtomicU64,
     /// Sockets disconnected because they could not take what was sent to them.
     pub slow_consumers_disconnected: AtomicU64,
+    /// `conversation:read` calls that reached the cursor writer.
+    pub cursor_moves: AtomicU64,
+    /// Batches the cursor writer stored (one transaction each).
+    pub cursor_batches: AtomicU64,
+    /// `typing` events dropped by the per-socket limit.
+    pub typing_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -101,6 +107,9 @@ impl Default for Metrics {
             handshakes_refused: AtomicU64::new(0),
             logins_throttled: AtomicU64::new(0),
             slow_consumers_disconnected: AtomicU64::new(0),
+            cursor_moves: AtomicU64::new(0),
+            cursor_batches: AtomicU64::new(0),
+            typing_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -200,6 +209,24 @@ impl Metrics {
             "nexus_logins_throttled_total",
             "Logins answered 429 by the throttle.",
             &self.logins_throttled,
+        );
+        counter(
+            &mut out,
+            "nexus_read_cursor_moves_total",
+            "conversation:read calls stored by the cursor writer.",
+            &self.cursor_moves,
+        );
+        counter(
+            &mut out,
+            "nexus_read_cursor_batches_total",
+            "Transactions of the cursor writer (moves per batch = moves / batches).",
+            &self.cursor_batches,
+        );
+        counter(
+            &mut out,
+            "nexus_typing_dropped_total",
+            "typing events dropped by the per-socket limit (5 per second).",
+            &self.typing_dropped,
         );
         counter(
             &mut out,

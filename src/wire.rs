@@ -123,21 +123,27 @@ pub struct PeerView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum ConversationView<'a> {
-    /// `{"peer", "lastMessage"}`.
+    /// `{"peer", "lastMessage", "unread", "peerReadUpTo"}`.
     #[serde(rename_all = "camelCase")]
     Direct {
         /// `peer`.
         peer: PeerView,
         /// `lastMessage`.
         last_message: MessageView<'a>,
+        /// `unread`: messages from the peer after the caller's cursor, up to 1,000.
+        unread: i64,
+        /// `peerReadUpTo`: the peer's cursor, or `null`.
+        peer_read_up_to: Option<Uuid>,
     },
-    /// `{"room": {"id","name","memberCount"}, "lastMessage"}`.
+    /// `{"room": {"id","name","memberCount"}, "lastMessage", "unread"}`.
     #[serde(rename_all = "camelCase")]
     Room {
         /// `room`.
         room: RoomBrief<'a>,
         /// `lastMessage`: `null` while the room has no messages.
         last_message: Option<MessageView<'a>>,
+        /// `unread`: messages from others after the caller's cursor, up to 1,000.
+        unread: i64,
     },
 }
 
@@ -186,6 +192,17 @@ impl<'a> From<&'a Room> for RoomView<'a> {
     }
 }
 
+impl<'a> RoomView<'a> {
+    /// The room with each member's read cursor (`GET /api/rooms/{roomId}`).
+    pub fn with_read_state(room: &'a Room) -> RoomView<'a> {
+        let mut view = RoomView::from(room);
+        for (member, of) in view.members.iter_mut().zip(&room.members) {
+            member.read_up_to = Some(of.read_up_to);
+        }
+        view
+    }
+}
+
 /// `{"id","username","role","joinedAt"}`: one member of a room.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -199,6 +216,9 @@ pub struct MemberView<'a> {
     /// `joinedAt`.
     #[serde(serialize_with = "iso_millis")]
     pub joined_at: DateTime<Utc>,
+    /// `readUpTo` (an id or `null`), in `GET /api/rooms/{roomId}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_up_to: Option<Option<Uuid>>,
 }
 
 impl<'a> From<&'a Member> for MemberView<'a> {
@@ -208,8 +228,46 @@ impl<'a> From<&'a Member> for MemberView<'a> {
             username: &m.user.username,
             role: m.role.as_str(),
             joined_at: m.joined_at,
+            read_up_to: None,
         }
     }
+}
+
+/// `conversation:read` `{"readerId", "peerId" or "roomId", "upTo", "readAt"}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadEvent {
+    /// `readerId`.
+    pub reader_id: Uuid,
+    /// `peerId`: the reader's peer (direct conversations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<Uuid>,
+    /// `roomId` (rooms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<Uuid>,
+    /// `upTo`: the cursor now.
+    pub up_to: Uuid,
+    /// `readAt`.
+    #[serde(serialize_with = "iso_millis")]
+    pub read_at: DateTime<Utc>,
+}
+
+/// `typing` `{"userId", "username", "peerId" or "roomId", "typing"}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingEvent<'a> {
+    /// `userId`: the typist.
+    pub user_id: Uuid,
+    /// `username`: the typist's name.
+    pub username: &'a str,
+    /// `peerId`: the typist's peer, who hears it (direct conversations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<Uuid>,
+    /// `roomId` (rooms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<Uuid>,
+    /// `typing`.
+    pub typing: bool,
 }
 
 /// `room:removed` `{"roomId"}`.

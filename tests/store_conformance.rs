@@ -5,7 +5,7 @@ mod common;
 
 use common::TestDb;
 use nexus_chat::store::{
-    Conversation, NewMessage, Recipient, Refusal, Role, Store, StoreError, Written,
+    Conversation, CursorMove, NewMessage, Recipient, Refusal, Role, Store, StoreError, Written,
     rooms::{NewRoom, Removal, RoomLimits},
 };
 use uuid::Uuid;
@@ -192,7 +192,7 @@ macro_rules! conformance {
                 assert_eq!(page.len(), 3);
                 let list = store.conversations(b, 10).await.unwrap();
                 assert_eq!(
-                    list[0].1.id, x_id,
+                    list[0].last.id, x_id,
                     "the conversation row moved to the newest message"
                 );
             }
@@ -276,12 +276,12 @@ macro_rules! conformance {
                 let list = store.conversations(a, 10).await.unwrap();
                 let summary: Vec<_> = list
                     .iter()
-                    .map(|(u, m)| (u.username.as_str(), m.content.as_str()))
+                    .map(|d| (d.peer.username.as_str(), d.last.content.as_str()))
                     .collect();
                 assert_eq!(summary, [("bob", "newest"), ("carol", "newer")]);
                 let for_carol = store.conversations(c, 10).await.unwrap();
                 assert_eq!(for_carol.len(), 1);
-                assert_eq!(for_carol[0].0.username, "alice");
+                assert_eq!(for_carol[0].peer.username, "alice");
             }
 
             #[tokio::test]
@@ -470,6 +470,117 @@ macro_rules! conformance {
                         .unwrap()
                         .is_empty()
                 );
+            }
+
+            #[tokio::test]
+            async fn a_direct_cursor_only_moves_forward_and_counts_what_is_unread() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let mut sent = Vec::new();
+                for i in 0..5 {
+                    sent.push(send(&store, a, b, &format!("m{i}")).await);
+                }
+                let mine = send(&store, b, a, "reply").await;
+                let unread = |list: Vec<nexus_chat::store::DirectSummary>| list[0].unread;
+                assert_eq!(unread(store.conversations(b, 10).await.unwrap()), 5);
+                assert_eq!(unread(store.conversations(a, 10).await.unwrap()), 1);
+                let to = |up_to: Uuid| CursorMove {
+                    reader: b,
+                    of: Recipient::User(a),
+                    up_to,
+                };
+                let moved = store.move_read_cursors(&[to(sent[2].id)]).await.unwrap();
+                let cursor = moved[0].expect("a message of the conversation");
+                assert!(cursor.moved);
+                assert_eq!(cursor.id, sent[2].id);
+                assert_eq!(unread(store.conversations(b, 10).await.unwrap()), 2);
+                // An older cursor leaves it where it is, and says where that is.
+                let back = store.move_read_cursors(&[to(sent[0].id)]).await.unwrap();
+                assert_eq!(back[0].map(|c| (c.id, c.moved)), Some((sent[2].id, false)));
+                // Reading up to one's own newer message reads everything before it.
+                let all = store.move_read_cursors(&[to(mine.id)]).await.unwrap();
+                assert_eq!(all[0].map(|c| c.id), Some(mine.id));
+                let list = store.conversations(b, 10).await.unwrap();
+                assert_eq!(list[0].unread, 0);
+                assert_eq!(list[0].peer_read_up_to, None, "alice has read nothing");
+                let for_alice = store.conversations(a, 10).await.unwrap();
+                assert_eq!(for_alice[0].peer_read_up_to, Some(mine.id));
+                // A message of another conversation, or none at all, moves nothing.
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let other = send(&store, c, b, "elsewhere").await;
+                let foreign = store
+                    .move_read_cursors(&[to(other.id), to(Uuid::now_v7())])
+                    .await
+                    .unwrap();
+                assert_eq!(foreign, [None, None]);
+            }
+
+            #[tokio::test]
+            async fn a_batch_moves_each_cursor_to_its_newest_message_once() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let m1 = send(&store, a, b, "1").await;
+                let m2 = send(&store, a, b, "2").await;
+                let moves = [m2.id, m1.id, m2.id].map(|up_to| CursorMove {
+                    reader: b,
+                    of: Recipient::User(a),
+                    up_to,
+                });
+                let out = store.move_read_cursors(&moves).await.unwrap();
+                assert!(out.iter().all(|c| c.map(|c| c.id) == Some(m2.id)));
+                assert_eq!(store.conversations(b, 10).await.unwrap()[0].unread, 0);
+                send(&store, a, b, "3").await;
+                assert_eq!(store.conversations(b, 10).await.unwrap()[0].unread, 1);
+            }
+
+            #[tokio::test]
+            async fn room_cursors_count_the_others_messages_and_show_in_the_room() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                let room = store.create_room(new_room(a, &[b]), LIMITS).await.unwrap();
+                let mut from_a = Vec::new();
+                for i in 0..4 {
+                    from_a.push(say_in(&store, a, room.id, &format!("a{i}")).await.unwrap());
+                }
+                let from_b = say_in(&store, b, room.id, "b").await.unwrap();
+                let unread = |rooms: Vec<nexus_chat::store::RoomSummary>| rooms[0].unread;
+                assert_eq!(unread(store.rooms_of(b, 10).await.unwrap()), 4);
+                assert_eq!(unread(store.rooms_of(a, 10).await.unwrap()), 1);
+                let read = |reader: Uuid, up_to: Uuid| CursorMove {
+                    reader,
+                    of: Recipient::Room(room.id),
+                    up_to,
+                };
+                let out = store
+                    .move_read_cursors(&[read(b, from_a[1].message.id)])
+                    .await
+                    .unwrap();
+                assert!(out[0].is_some_and(|c| c.moved));
+                assert_eq!(unread(store.rooms_of(b, 10).await.unwrap()), 2);
+                store
+                    .move_read_cursors(&[read(b, from_b.message.id)])
+                    .await
+                    .unwrap();
+                assert_eq!(unread(store.rooms_of(b, 10).await.unwrap()), 0);
+                let members = store.room(room.id).await.unwrap().unwrap().members;
+                let cursor_of = |user: Uuid| {
+                    members
+                        .iter()
+                        .find(|m| m.user.id == user)
+                        .and_then(|m| m.read_up_to)
+                };
+                assert_eq!(cursor_of(b), Some(from_b.message.id));
+                assert_eq!(cursor_of(a), None);
+                // Someone outside the room has no cursor to move.
+                let c = store.create_user("carol", "h").await.unwrap().id;
+                let out = store
+                    .move_read_cursors(&[read(c, from_b.message.id)])
+                    .await
+                    .unwrap();
+                assert_eq!(out, [None]);
             }
 
             #[tokio::test]

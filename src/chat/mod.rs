@@ -1,8 +1,10 @@
-//! The chat service: sending, history, catch-up, rooms and the conversation list. Transports
+//! The chat service: sending, history, catch-up, rooms, read state and the conversation list. Transports
 //! (REST and Socket.io) parse their input into the requests of `requests` and map the results;
-//! the rules live here (`rooms.rs` for rooms, `members.rs` for who is in which room).
+//! the rules live here (`rooms.rs` for rooms, `members.rs` for who is in which room, `read.rs` for read
+//! cursors and typing).
 
 pub mod members;
+mod read;
 pub mod requests;
 mod rooms;
 
@@ -12,6 +14,7 @@ use uuid::Uuid;
 
 pub use self::{
     members::{Members, RoomDirectory},
+    read::{Audience, Read},
     requests::{HistoryRequest, SendMessage, SyncRequest},
     rooms::{RoomChange, RoomSent},
 };
@@ -22,8 +25,8 @@ use crate::{
     mode::Mode,
     presence::Presence,
     store::{
-        Conversation, Message, NewMessage, Recipient, RoomSummary, Store, User, rooms::RoomLimits,
-        writer::MessageWriter,
+        Conversation, DirectSummary, Message, NewMessage, Recipient, RoomSummary, Store, User,
+        cursors::CursorWriter, rooms::RoomLimits, writer::MessageWriter,
     },
 };
 
@@ -31,7 +34,9 @@ use crate::{
 pub const MAX_PAGE: usize = 100;
 /// Most conversations `GET /api/conversations` lists.
 const MAX_CONVERSATIONS: usize = 500;
-/// Largest page of the user directory, and its default.
+/// Unread counts are reported up to this.
+pub const MAX_UNREAD: i64 = 1000;
+/// Largest page of the user directory.
 pub const MAX_DIRECTORY_PAGE: usize = 50;
 
 /// The result of a send: the stored message and whether this call stored it (a retry did not).
@@ -46,13 +51,8 @@ pub struct Sent {
 /// One entry of the conversation list.
 #[derive(Debug, Clone)]
 pub enum ConversationEntry {
-    /// A direct conversation: the other user and the newest message.
-    Direct {
-        /// The other participant.
-        peer: User,
-        /// The newest message between them.
-        last: Message,
-    },
+    /// A direct conversation.
+    Direct(DirectSummary),
     /// A room the user is in.
     Room(RoomSummary),
 }
@@ -62,7 +62,7 @@ impl ConversationEntry {
     /// its creation), then commit order.
     fn recency(&self) -> (chrono::DateTime<chrono::Utc>, i64) {
         match self {
-            ConversationEntry::Direct { last, .. } => (last.created_at, last.seq),
+            ConversationEntry::Direct(direct) => (direct.last.created_at, direct.last.seq),
             ConversationEntry::Room(room) => match &room.last_message {
                 Some(last) => (last.created_at, last.seq),
                 None => (room.created_at, 0),
@@ -84,6 +84,7 @@ pub struct ChatLimits {
 pub struct Chat {
     store: Store,
     writer: MessageWriter,
+    cursors: CursorWriter,
     accounts: Arc<Accounts>,
     mode: Mode,
     rooms: RoomDirectory,
@@ -104,6 +105,7 @@ impl Chat {
     ) -> Chat {
         Chat {
             rooms: RoomDirectory::new(store.clone()),
+            cursors: CursorWriter::spawn(store.clone(), metrics.clone()),
             store,
             writer,
             accounts,
@@ -252,6 +254,7 @@ impl Chat {
     /// Waits for sends in flight to be committed and cached (bounded), for a graceful shutdown.
     pub async fn drain(&self, limit: std::time::Duration) {
         self.writer.drain(limit).await;
+        self.cursors.drain(limit).await;
         if let Some(cache) = self.mode.history_cache() {
             cache.drain(limit).await;
         }
@@ -263,7 +266,7 @@ impl Chat {
         let rooms = self.store.rooms_of(me, MAX_CONVERSATIONS).await?;
         let mut entries: Vec<ConversationEntry> = direct
             .into_iter()
-            .map(|(peer, last)| ConversationEntry::Direct { peer, last })
+            .map(ConversationEntry::Direct)
             .chain(rooms.into_iter().map(ConversationEntry::Room))
             .collect();
         entries.sort_by_key(|e| std::cmp::Reverse(e.recency()));

@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::MAX_PAGE;
-use crate::error::AppError;
+use crate::{error::AppError, store::Recipient};
 
 /// Longest `clientMsgId`.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
@@ -375,6 +375,59 @@ impl RoomHistory {
     }
 }
 
+/// `conversation:read`: the caller has read the conversation up to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkRead {
+    /// The conversation, as the caller sees it: the peer, or the room.
+    pub of: Recipient,
+    /// The newest message read.
+    pub up_to: Uuid,
+}
+
+/// `typing`: the caller started or stopped typing in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypingRequest {
+    /// The conversation, as the caller sees it: the peer, or the room.
+    pub of: Recipient,
+    /// Whether they are typing now.
+    pub typing: bool,
+}
+
+/// The conversation a read-state or typing event names: exactly one of `receiverId` and `roomId`.
+fn conversation(obj: &serde_json::Map<String, Value>) -> Result<Recipient, AppError> {
+    match (uuid_field(obj, "receiverId")?, uuid_field(obj, "roomId")?) {
+        (Some(peer), None) => Ok(Recipient::User(peer)),
+        (None, Some(room)) => Ok(Recipient::Room(room)),
+        (Some(_), Some(_)) => Err(invalid("give receiverId or roomId, not both")),
+        (None, None) => Err(invalid("receiverId or roomId is required")),
+    }
+}
+
+impl MarkRead {
+    /// Parses `{"receiverId" or "roomId", "upTo"}`.
+    pub fn from_payload(payload: &Value) -> Result<MarkRead, AppError> {
+        let obj = object(payload)?;
+        Ok(MarkRead {
+            of: conversation(obj)?,
+            up_to: required_uuid(obj, "upTo")?,
+        })
+    }
+}
+
+impl TypingRequest {
+    /// Parses `{"receiverId" or "roomId", "typing": bool}`.
+    pub fn from_payload(payload: &Value) -> Result<TypingRequest, AppError> {
+        let obj = object(payload)?;
+        let of = conversation(obj)?;
+        let typing = match obj.get("typing") {
+            Some(Value::Bool(typing)) => *typing,
+            None | Some(Value::Null) => return Err(invalid("typing is required")),
+            Some(_) => return Err(invalid("typing must be true or false")),
+        };
+        Ok(TypingRequest { of, typing })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -494,6 +547,43 @@ mod properties {
             prop_assert_eq!(req.receiver_id, receiver);
             prop_assert_eq!(req.content, content);
             prop_assert_eq!(req.client_msg_id, client);
+        }
+    }
+
+    #[test]
+    fn read_and_typing_name_exactly_one_conversation() {
+        let id = Uuid::now_v7();
+        let m = Uuid::now_v7();
+        assert_eq!(
+            MarkRead::from_payload(&json!({"roomId": id, "upTo": m})).unwrap(),
+            MarkRead {
+                of: Recipient::Room(id),
+                up_to: m
+            }
+        );
+        assert_eq!(
+            TypingRequest::from_payload(&json!({"receiverId": id, "typing": false})).unwrap(),
+            TypingRequest {
+                of: Recipient::User(id),
+                typing: false
+            }
+        );
+        for bad in [
+            json!({"upTo": m}),
+            json!({"receiverId": id, "roomId": id, "upTo": m}),
+            json!({"receiverId": id}),
+            json!({"receiverId": id, "upTo": "x"}),
+            json!({"roomId": 3, "upTo": m}),
+        ] {
+            assert!(MarkRead::from_payload(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            json!({"receiverId": id}),
+            json!({"receiverId": id, "typing": "yes"}),
+            json!({"typing": true}),
+            json!([]),
+        ] {
+            assert!(TypingRequest::from_payload(&bad).is_err(), "{bad}");
         }
     }
 }

@@ -52,7 +52,11 @@ pub enum RoomChange {
 
 impl Chat {
     /// The members of a room the caller is in; `not_found` for any other room.
-    async fn members_for(&self, room: Uuid, caller: Uuid) -> Result<Arc<Members>, AppError> {
+    pub(super) async fn members_for(
+        &self,
+        room: Uuid,
+        caller: Uuid,
+    ) -> Result<Arc<Members>, AppError> {
         match self.rooms.members(room).await? {
             Some(members) if members.contains(caller) => Ok(members),
             _ => Err(AppError::room_not_found()),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::body::CurrentUser;
 use crate::{
-    chat::{ConversationEntry, HistoryRequest},
+    chat::{ConversationEntry, HistoryRequest, MAX_UNREAD},
     error::AppError,
     state::AppState,
     wire::{ConversationView, MessagePage, MessageView, PeerView, RoomBrief},
@@ -25,7 +25,7 @@ pub async fn list(
     let peers: Vec<Uuid> = entries
         .iter()
         .filter_map(|e| match e {
-            ConversationEntry::Direct { peer, .. } => Some(peer.id),
+            ConversationEntry::Direct(direct) => Some(direct.peer.id),
             ConversationEntry::Room(_) => None,
         })
         .collect();
@@ -33,13 +33,15 @@ pub async fn list(
     let views: Vec<ConversationView<'_>> = entries
         .iter()
         .map(|entry| match entry {
-            ConversationEntry::Direct { peer, last } => ConversationView::Direct {
+            ConversationEntry::Direct(direct) => ConversationView::Direct {
                 peer: PeerView {
-                    id: peer.id,
-                    username: peer.username.clone(),
-                    online: online.contains(&peer.id),
+                    id: direct.peer.id,
+                    username: direct.peer.username.clone(),
+                    online: online.contains(&direct.peer.id),
                 },
-                last_message: MessageView::from(last),
+                last_message: MessageView::from(&direct.last),
+                unread: direct.unread.min(MAX_UNREAD),
+                peer_read_up_to: direct.peer_read_up_to,
             },
             ConversationEntry::Room(room) => ConversationView::Room {
                 room: RoomBrief {
@@ -49,6 +51,7 @@ pub async fn list(
                     created_at: room.created_at,
                 },
                 last_message: room.last_message.as_ref().map(MessageView::from),
+                unread: room.unread.min(MAX_UNREAD),
             },
         })
         .collect();

@@ -29,7 +29,7 @@ pub async fn room(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let room = app.chat.room(me.id, room_id(&id)?).await?;
-    Ok(Json(RoomView::from(&room)).into_response())
+    Ok(Json(RoomView::with_read_state(&room)).into_response())
 }
 
 /// A page of a room the caller is in, oldest first.

@@ -157,6 +157,7 @@ async fn on_disconnect<A: Adapter>(
     Extension(me): Extension<SocketUser>,
 ) {
     app.metrics.sockets_connected.fetch_sub(1, Relaxed);
+    events::stopped_typing(&io, &app, &me).await;
     me.presence
         .disconnected(&io, &s, &me.user, &app.presence, &app.metrics)
         .await;

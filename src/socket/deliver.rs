@@ -1,5 +1,5 @@
 //! Delivery of server events to the sockets of some users, on every instance: `message:new`,
-//! `room:message`, `room:updated`, `room:removed`. The payload is serialized once; this instance
+//! `room:message`, `room:updated`, `room:removed`, `conversation:read`, `typing`. The payload is serialized once; this instance
 //! writes to its own sockets one by one, and in cluster mode one bus message asks every other
 //! instance to do the same for theirs. Writing socket by socket is how a socket whose outgoing
 //! buffer is full (a reader that stopped reading) is found, counted, logged and disconnected,
@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use socketioxide::{SendError, SocketError, SocketIo, adapter::Adapter, extract::SocketRef};
+use socketioxide::{
+    SendError, SocketError, SocketIo, adapter::Adapter, extract::SocketRef, socket::Sid,
+};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -24,6 +26,17 @@ use crate::{
     state::AppState,
 };
 
+/// Whom one event goes to.
+#[derive(Debug, Clone, Copy)]
+struct Recipients<'a> {
+    /// Every socket of these users...
+    users: &'a [Uuid],
+    /// ...who are still members of this room under a later membership, if one is known here...
+    room: Option<RoomVersion>,
+    /// ...but this socket of this instance.
+    except: Option<Sid>,
+}
+
 /// Sends `event` with `payload` to every socket of `users`, on every instance. `room`: the room
 /// and membership version the recipients were chosen under.
 pub async fn to_users<A: Adapter, T: Serialize + ?Sized>(
@@ -34,6 +47,38 @@ pub async fn to_users<A: Adapter, T: Serialize + ?Sized>(
     users: &[Uuid],
     room: Option<RoomVersion>,
 ) {
+    let to = Recipients {
+        users,
+        room,
+        except: None,
+    };
+    send(io, app, event, payload, to).await;
+}
+
+/// As [`to_users`], leaving out the socket `except` (the one whose call caused the event).
+pub async fn to_users_but<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    (event, payload): (&str, &T),
+    users: &[Uuid],
+    room: Option<RoomVersion>,
+    except: Sid,
+) {
+    let to = Recipients {
+        users,
+        room,
+        except: Some(except),
+    };
+    send(io, app, event, payload, to).await;
+}
+
+async fn send<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    event: &str,
+    payload: &T,
+    to: Recipients<'_>,
+) {
     let payload = match serde_json::value::to_raw_value(payload) {
         Ok(payload) => payload,
         Err(err) => {
@@ -41,17 +86,10 @@ pub async fn to_users<A: Adapter, T: Serialize + ?Sized>(
             return;
         }
     };
-    to_local_sockets(
-        io,
-        app.chat.rooms(),
-        event,
-        &payload,
-        users,
-        room,
-        &app.metrics,
-    );
+    to_local_sockets(io, app.chat.rooms(), event, &payload, to, &app.metrics);
+    // The socket left out is on this instance, so the others serve every socket they have.
     if let Some(bus) = app.mode.bus()
-        && let Err(err) = bus.deliver(event, users, room, &payload).await
+        && let Err(err) = bus.deliver(event, to.users, to.room, &payload).await
     {
         // What was stored stays stored; receivers elsewhere recover it with message:sync.
         inc(&app.metrics.redis_errors);
@@ -59,14 +97,13 @@ pub async fn to_users<A: Adapter, T: Serialize + ?Sized>(
     }
 }
 
-/// Writes the event to this instance's sockets of `users` (those still members of `room`).
+/// Writes the event to this instance's sockets of `to`.
 fn to_local_sockets<A: Adapter>(
     io: &SocketIo<A>,
     rooms: &RoomDirectory,
     event: &str,
     payload: &RawValue,
-    users: &[Uuid],
-    room: Option<RoomVersion>,
+    to: Recipients<'_>,
     metrics: &Metrics,
 ) {
     // `None` once the namespace is closed: shutting down. Stored messages are recovered with
@@ -74,9 +111,9 @@ fn to_local_sockets<A: Adapter>(
     let Some(all) = io.of("/") else {
         return;
     };
-    let users = match room {
-        Some(RoomVersion { room, version }) => rooms.still_members(room, version, users),
-        None => std::borrow::Cow::Borrowed(users),
+    let users = match to.room {
+        Some(RoomVersion { room, version }) => rooms.still_members(room, version, to.users),
+        None => std::borrow::Cow::Borrowed(to.users),
     };
     if users.is_empty() {
         return;
@@ -87,6 +124,9 @@ fn to_local_sockets<A: Adapter>(
         .sockets();
     let mut slow = Vec::new();
     for socket in sockets {
+        if Some(socket.id) == to.except {
+            continue;
+        }
         match socket.emit(event, payload) {
             Ok(()) => {}
             Err(SendError::Socket(SocketError::InternalChannelFull)) => slow.push(socket),
@@ -128,15 +168,14 @@ pub async fn serve_bus<A: Adapter>(
                 users,
                 room,
                 payload,
-            } => to_local_sockets(
-                &io,
-                app.chat.rooms(),
-                &event,
-                &payload,
-                &users,
-                room,
-                &app.metrics,
-            ),
+            } => {
+                let to = Recipients {
+                    users: &users,
+                    room,
+                    except: None,
+                };
+                to_local_sockets(&io, app.chat.rooms(), &event, &payload, to, &app.metrics);
+            }
             Inbound::Members {
                 room,
                 version,

@@ -17,15 +17,21 @@ use uuid::Uuid;
 use super::{deliver, user::SocketUser};
 use crate::{
     chat::{
-        HistoryRequest, RoomChange, SendMessage, SyncRequest,
-        requests::{AddMembers, CreateRoom, RemoveMember, RenameRoom, RoomHistory, SendToRoom},
+        Audience, HistoryRequest, RoomChange, SendMessage, SyncRequest,
+        requests::{
+            AddMembers, CreateRoom, MarkRead, RemoveMember, RenameRoom, RoomHistory, SendToRoom,
+            TypingRequest,
+        },
     },
     cluster::RoomVersion,
     error::AppError,
     metrics::{Metrics, inc},
     state::AppState,
     store::{Message, Recipient, Room},
-    wire::{MessagePage, MessageView, NewMessageEvent, RoomRemovedEvent, RoomView, UserView},
+    wire::{
+        MessagePage, MessageView, NewMessageEvent, ReadEvent, RoomRemovedEvent, RoomView,
+        TypingEvent, UserView,
+    },
 };
 
 /// Registers the handler of every client event on a new socket.
@@ -40,6 +46,8 @@ pub fn listen<A: Adapter>(s: &SocketRef<A>) {
     s.on("room:remove", on_room_remove::<A>);
     s.on("room:send", on_room_send::<A>);
     s.on("room:history", on_room_history::<A>);
+    s.on("conversation:read", on_read::<A>);
+    s.on("typing", on_typing::<A>);
 }
 
 /// Sends `result` as the ack: the value, or `{"error": {...}}`.
@@ -373,4 +381,117 @@ async fn on_room_history<A: Adapter>(
         .as_ref()
         .map(|(messages, _)| messages.iter().map(MessageView::from).collect::<Vec<_>>());
     reply(ack, view, &app.metrics);
+}
+
+/// The peer or the room of a read-state or typing event, as its two optional fields.
+fn peer_or_room(of: Recipient) -> (Option<Uuid>, Option<Uuid>) {
+    match of {
+        Recipient::User(peer) => (Some(peer), None),
+        Recipient::Room(room) => (None, Some(room)),
+    }
+}
+
+async fn on_read<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    let span = me.span(&s);
+    async move {
+        let result = async {
+            let request = MarkRead::from_payload(&require_payload(payload)?)?;
+            let read = app.chat.mark_read(me.user.id, request).await?;
+            Ok::<_, AppError>((request, read))
+        }
+        .await;
+        let (request, read) = match result {
+            Ok(done) => done,
+            Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+        };
+        reply::<A, _, AppError>(ack, Ok(&json!({ "upTo": read.up_to })), &app.metrics);
+        if !read.moved {
+            return;
+        }
+        let (peer_id, room_id) = peer_or_room(request.of);
+        let event = ReadEvent {
+            reader_id: me.user.id,
+            peer_id,
+            room_id,
+            up_to: read.up_to,
+            read_at: chrono::Utc::now(),
+        };
+        let users = read.audience.users();
+        let room = read.audience.room;
+        let event = ("conversation:read", &event);
+        deliver::to_users_but(&io, &app, event, &users, room, s.id).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// `typing`: beyond the socket's rate it is dropped without an answer; else it goes to the other
+/// participants, and the ack (if one is asked) is `{}` or the error.
+async fn on_typing<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    Extension(me): Extension<SocketUser>,
+    ack: AckSender<A>,
+    TryData(payload): TryData<Value>,
+) {
+    if !me.take_typing_token() {
+        inc(&app.metrics.typing_dropped);
+        return;
+    }
+    let span = me.span(&s);
+    async move {
+        let result = async {
+            let request = TypingRequest::from_payload(&require_payload(payload)?)?;
+            let audience = app.chat.typing_audience(me.user.id, &request).await?;
+            Ok::<_, AppError>((request, audience))
+        }
+        .await;
+        let (request, audience) = match result {
+            Ok(done) => done,
+            Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+        };
+        me.set_typing(request.of, request.typing);
+        reply::<A, _, AppError>(ack, Ok(&json!({})), &app.metrics);
+        announce_typing(&io, &app, &me, request, &audience).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Emits `typing` for `me` to `audience` (the other participants).
+async fn announce_typing<A: Adapter>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    me: &SocketUser,
+    request: TypingRequest,
+    audience: &Audience,
+) {
+    let (peer_id, room_id) = peer_or_room(request.of);
+    let event = TypingEvent {
+        user_id: me.user.id,
+        username: &me.user.username,
+        peer_id,
+        room_id,
+        typing: request.typing,
+    };
+    deliver::to_users(io, app, "typing", &event, &audience.users(), audience.room).await;
+}
+
+/// `typing: false` for every conversation a disconnecting socket was typing in.
+pub async fn stopped_typing<A: Adapter>(io: &SocketIo<A>, app: &AppState, me: &SocketUser) {
+    for of in me.stop_typing() {
+        let request = TypingRequest { of, typing: false };
+        // A room the user has left meanwhile has nobody left to tell.
+        if let Ok(audience) = app.chat.typing_audience(me.user.id, &request).await {
+            announce_typing(io, app, me, request, &audience).await;
+        }
+    }
 }

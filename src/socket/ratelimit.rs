@@ -1,6 +1,6 @@
-//! A token bucket per socket for `message:send`.
+//! A token bucket per socket for `message:send`, and a sliding window for `typing`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `burst` tokens, refilled at `per_sec` a second.
 #[derive(Debug)]
@@ -40,11 +40,58 @@ impl TokenBucket {
     }
 }
 
+/// At most `N` events in any window of one second: the times of the last `N` accepted ones.
+#[derive(Debug)]
+pub struct Window<const N: usize> {
+    accepted: [Option<Instant>; N],
+    next: usize,
+}
+
+impl<const N: usize> Default for Window<N> {
+    fn default() -> Self {
+        Window {
+            accepted: [None; N],
+            next: 0,
+        }
+    }
+}
+
+impl<const N: usize> Window<N> {
+    /// Accepts an event now if fewer than `N` were accepted in the last second.
+    pub fn try_take(&mut self) -> bool {
+        self.try_take_at(Instant::now())
+    }
+
+    fn try_take_at(&mut self, now: Instant) -> bool {
+        // The slot to reuse holds the oldest of the last N accepted events.
+        match self.accepted[self.next] {
+            Some(oldest) if now.saturating_duration_since(oldest) < Duration::from_secs(1) => false,
+            _ => {
+                self.accepted[self.next] = Some(now);
+                self.next = (self.next + 1) % N;
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn a_window_takes_n_per_second_whatever_the_timing() {
+        let mut window = Window::<5>::default();
+        let t0 = Instant::now();
+        assert_eq!((0..50).filter(|_| window.try_take_at(t0)).count(), 5);
+        assert!(!window.try_take_at(t0 + Duration::from_millis(999)));
+        assert_eq!(
+            (0..50)
+                .filter(|_| window.try_take_at(t0 + Duration::from_secs(1)))
+                .count(),
+            5
+        );
+    }
 
     #[test]
     fn a_burst_is_allowed_then_refilled_at_the_rate() {
@@ -63,8 +110,6 @@ mod tests {
 
 #[cfg(test)]
 mod properties {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
@@ -88,6 +133,24 @@ mod properties {
             }
             let elapsed = now.duration_since(start).as_secs_f64();
             prop_assert!(taken as f64 <= f64::from(burst) + elapsed * f64::from(rate) + 1e-6);
+        }
+
+        #[test]
+        fn a_window_never_accepts_more_than_n_in_any_second(
+            gaps in prop::collection::vec(0u64..400, 1..300),
+        ) {
+            let mut window = Window::<5>::default();
+            let mut now = Instant::now();
+            let mut accepted = Vec::new();
+            for gap in gaps {
+                now += Duration::from_millis(gap);
+                if window.try_take_at(now) {
+                    accepted.push(now);
+                }
+            }
+            for pair in accepted.windows(6) {
+                prop_assert!(pair[5].duration_since(pair[0]) >= Duration::from_secs(1));
+            }
         }
     }
 }

@@ -4,8 +4,22 @@ use std::sync::{Arc, Mutex};
 
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
-use super::ratelimit::TokenBucket;
-use crate::{presence::SocketPresence, store::User};
+use super::ratelimit::{TokenBucket, Window};
+use crate::{
+    presence::SocketPresence,
+    store::{Recipient, User},
+};
+
+/// Most `typing` events a socket may send in one second (the contract's rule).
+const TYPING_PER_SEC: usize = 5;
+
+/// A socket's typing: its rate and where it said it is typing.
+#[derive(Debug, Default)]
+struct Typing {
+    window: Window<TYPING_PER_SEC>,
+    /// Conversations it said `typing: true` in and has not stopped since.
+    active: Vec<Recipient>,
+}
 
 /// What each socket carries, attached by the handshake.
 #[derive(Clone)]
@@ -16,6 +30,8 @@ pub struct SocketUser {
     bucket: Arc<Mutex<TokenBucket>>,
     /// Where the socket is in its presence life.
     pub presence: SocketPresence,
+    /// Its `typing` rate and the conversations it is typing in.
+    typing: Arc<Mutex<Typing>>,
 }
 
 impl SocketUser {
@@ -25,7 +41,32 @@ impl SocketUser {
             user,
             bucket: Arc::new(Mutex::new(bucket)),
             presence,
+            typing: Arc::default(),
         }
+    }
+
+    /// Counts a `typing` event against the socket's rate: `false` when it is to be dropped.
+    pub fn take_typing_token(&self) -> bool {
+        self.typing_state().window.try_take()
+    }
+
+    /// Records whether the socket is typing in `of` now.
+    pub fn set_typing(&self, of: Recipient, typing: bool) {
+        let mut state = self.typing_state();
+        state.active.retain(|c| *c != of);
+        if typing {
+            state.active.push(of);
+        }
+    }
+
+    fn typing_state(&self) -> std::sync::MutexGuard<'_, Typing> {
+        self.typing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The conversations the socket said it is typing in (for `typing: false` at its
+    /// disconnect), forgetting them.
+    pub fn stop_typing(&self) -> Vec<Recipient> {
+        std::mem::take(&mut self.typing_state().active)
     }
 
     /// Takes a token of the socket's send budget, if one is left.

@@ -27,8 +27,8 @@ use futures_util::FutureExt;
 use uuid::Uuid;
 
 pub use models::{
-    Conversation, Credentials, Member, Message, NewMessage, Recipient, Role, Room, RoomSummary,
-    User,
+    Conversation, Credentials, Cursor, CursorMove, DirectSummary, Member, Message, NewMessage,
+    Recipient, Role, Room, RoomSummary, User,
 };
 use models::{Inserted, MessageRow, UserRow};
 use types::DbId;
@@ -213,6 +213,7 @@ macro_rules! with_conn {
 }
 
 // After `with_conn!`, which it uses.
+pub mod cursors;
 mod import;
 pub mod rooms;
 pub use import::ImportedUser;
@@ -430,15 +431,29 @@ impl Store {
     }
 
     /// The user's conversations, most recent first.
-    pub async fn conversations(&self, owner: Uuid, limit: usize) -> Result<Vec<(User, Message)>> {
+    pub async fn conversations(&self, owner: Uuid, limit: usize) -> Result<Vec<DirectSummary>> {
         let rows = with_conn!(self, |conn, q| q::conversations_of(
             conn,
             DbId(owner),
             limit as i64
         ))?;
+        let peers: Vec<DbId> = rows.iter().map(|(u, _, _)| u.id).collect();
+        let cursors: std::collections::HashMap<DbId, Uuid> = if peers.is_empty() {
+            Default::default()
+        } else {
+            with_conn!(self, |conn, q| q::peer_cursors(conn, DbId(owner), &peers))?
+                .into_iter()
+                .map(|(peer, id)| (peer, id.0))
+                .collect()
+        };
         Ok(rows
             .into_iter()
-            .map(|(u, m): (UserRow, MessageRow)| (u.into(), m.into()))
+            .map(|(u, m, unread): (UserRow, MessageRow, i64)| DirectSummary {
+                peer_read_up_to: cursors.get(&u.id).copied(),
+                peer: u.into(),
+                last: m.into(),
+                unread: unread.max(0),
+            })
             .collect())
     }
 }

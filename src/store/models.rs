@@ -257,6 +257,8 @@ pub struct Member {
     pub role: Role,
     /// When they joined (the earliest remaining member inherits the room when its owner leaves).
     pub joined_at: DateTime<Utc>,
+    /// The message of their read cursor, if they have read anything.
+    pub read_up_to: Option<Uuid>,
 }
 
 /// A group conversation and its members.
@@ -289,6 +291,19 @@ impl Room {
     }
 }
 
+/// A direct conversation as the conversation list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectSummary {
+    /// The other participant.
+    pub peer: User,
+    /// The newest message between them.
+    pub last: Message,
+    /// Messages from the peer after the owner's read cursor.
+    pub unread: i64,
+    /// The peer's read cursor (a message id), if they have read anything.
+    pub peer_read_up_to: Option<Uuid>,
+}
+
 /// A room as the conversation list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {
@@ -302,14 +317,17 @@ pub struct RoomSummary {
     pub member_count: i64,
     /// Its newest message.
     pub last_message: Option<Message>,
+    /// Messages from others after the member's read cursor.
+    pub unread: i64,
 }
 
-/// A `room_members` row joined with its user.
+/// A `room_members` row joined with its user and the message of its read cursor.
 #[derive(Debug, Clone, Queryable)]
 pub struct MemberRow {
     pub user: UserRow,
     pub role: String,
     pub joined_at: DateTime<Utc>,
+    pub read_up_to: Option<DbId>,
 }
 
 impl From<MemberRow> for Member {
@@ -318,6 +336,7 @@ impl From<MemberRow> for Member {
             user: row.user.into(),
             role: Role::parse(&row.role),
             joined_at: row.joined_at,
+            read_up_to: row.read_up_to.map(|id| id.0),
         }
     }
 }
@@ -329,4 +348,35 @@ pub struct RoomRow {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+}
+
+/// A read cursor to move forward: `reader` has read `of` (a peer or a room) up to `up_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorMove {
+    /// Who read.
+    pub reader: Uuid,
+    /// The conversation, as seen by the reader: the peer, or the room.
+    pub of: Recipient,
+    /// The message read up to (it must be of that conversation).
+    pub up_to: Uuid,
+}
+
+impl CursorMove {
+    /// The peer's or the room's id.
+    pub fn other(&self) -> Uuid {
+        match self.of {
+            Recipient::User(id) | Recipient::Room(id) => id,
+        }
+    }
+}
+
+/// A read cursor after a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Commit order of the message it points at.
+    pub seq: i64,
+    /// That message's id.
+    pub id: Uuid,
+    /// Whether this call moved it (an older or equal `up_to` leaves it where it was).
+    pub moved: bool,
 }

@@ -23,8 +23,9 @@ crate::store::room_queries::room_queries!();
 /// cluster-wide transaction lock (so that `seq` order equals commit order on every instance;
 /// the lock is held until this statement's implicit commit), inserts the batch in order, skips
 /// retries whose `(sender, clientMsgId)` is stored already and room messages whose sender is not
-/// a member, moves both sides' conversation rows (or the room's) to the newest message, and
-/// returns each room message's membership version. `lock` is materialized and joined, so it is taken before the first
+/// a member, moves both sides' conversation rows (or the room's) to the newest message with the
+/// unread counters (see the read-state migration), and returns each room message's membership
+/// version. `lock` is materialized and joined, so it is taken before the first
 /// row gets its `seq`. The batch arrives as one array per column; the SQL is constant, so each
 /// connection prepares it once (a plain `sql_query` is prepared again on every call).
 struct InsertBatch<'a> {
@@ -96,20 +97,26 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
                  RETURNING seq, id, sender_id, receiver_id, room_id, content, client_msg_id, \
                            created_at), \
              conv AS (\
-                 INSERT INTO conversations (owner_id, peer_id, last_seq) \
-                 SELECT owner, peer, max(seq) FROM (\
-                     SELECT sender_id AS owner, receiver_id AS peer, seq FROM ins \
+                 INSERT INTO conversations (owner_id, peer_id, last_seq, received) \
+                 SELECT owner, peer, max(seq), sum(received) FROM (\
+                     SELECT sender_id AS owner, receiver_id AS peer, seq, 0 AS received FROM ins \
                      WHERE receiver_id IS NOT NULL \
-                     UNION ALL SELECT receiver_id, sender_id, seq FROM ins \
+                     UNION ALL SELECT receiver_id, sender_id, seq, 1 FROM ins \
                      WHERE receiver_id IS NOT NULL) sides \
                  GROUP BY owner, peer \
-                 ON CONFLICT (owner_id, peer_id) DO UPDATE SET last_seq = excluded.last_seq), \
+                 ON CONFLICT (owner_id, peer_id) DO UPDATE SET last_seq = excluded.last_seq, \
+                     received = conversations.received + excluded.received), \
              room_last AS (\
-                 UPDATE rooms r SET last_seq = x.seq \
-                 FROM (SELECT room_id, max(seq) AS seq FROM ins \
+                 UPDATE rooms r SET last_seq = x.seq, message_count = r.message_count + x.n \
+                 FROM (SELECT room_id, max(seq) AS seq, count(*) AS n FROM ins \
                        WHERE room_id IS NOT NULL GROUP BY room_id) x \
                  WHERE r.id = x.room_id \
-                 RETURNING r.id, r.version) \
+                 RETURNING r.id, r.version), \
+             room_sent AS (\
+                 UPDATE room_members rm SET sent = rm.sent + x.n \
+                 FROM (SELECT room_id, sender_id, count(*) AS n FROM ins \
+                       WHERE room_id IS NOT NULL GROUP BY room_id, sender_id) x \
+                 WHERE rm.room_id = x.room_id AND rm.user_id = x.sender_id) \
              SELECT ins.seq, ins.id, ins.sender_id, ins.receiver_id, ins.room_id, ins.content, \
                     ins.client_msg_id, ins.created_at, room_last.version AS room_version \
              FROM ins LEFT JOIN room_last ON room_last.id = ins.room_id",
@@ -188,4 +195,179 @@ pub async fn lock_users(conn: &mut Conn, ids: &[DbId]) -> QueryResult<()> {
         .load::<DbId>(conn)
         .await
         .map(drop)
+}
+
+/// The SQL of one kind of read-cursor move; a type per kind, because a prepared statement is
+/// cached by the type of its query.
+trait CursorSql {
+    const SQL: &'static str;
+}
+
+/// Direct conversations: the reader's own `conversations` row (owner = reader).
+struct DirectCursors;
+impl CursorSql for DirectCursors {
+    const SQL: &'static str = "\
+        WITH v AS (SELECT * FROM unnest($1, $2, $3) WITH ORDINALITY \
+                   AS v(reader, other, up_to, ord)), \
+        t AS (SELECT v.ord, v.reader, v.other, m.seq FROM v JOIN messages m ON m.id = v.up_to \
+              WHERE m.room_id IS NULL AND m.peer_lo = LEAST(v.reader, v.other) \
+                AND m.peer_hi = GREATEST(v.reader, v.other)), \
+        best AS (SELECT reader, other, max(seq) AS seq FROM t GROUP BY reader, other), \
+        upd AS (UPDATE conversations c SET read_seq = b.seq, received_read = c.received_read + (\
+                    SELECT count(*) FROM messages m \
+                    WHERE m.peer_lo = LEAST(c.owner_id, c.peer_id) \
+                      AND m.peer_hi = GREATEST(c.owner_id, c.peer_id) \
+                      AND m.seq > COALESCE(c.read_seq, 0) AND m.seq <= b.seq \
+                      AND m.sender_id = c.peer_id) \
+                FROM best b \
+                WHERE c.owner_id = b.reader AND c.peer_id = b.other \
+                  AND (c.read_seq IS NULL OR c.read_seq < b.seq) \
+                RETURNING c.owner_id, c.peer_id, c.read_seq), \
+        cur AS (SELECT t.ord, t.seq AS wanted, COALESCE(u.read_seq, c.read_seq) AS seq, \
+                       u.read_seq IS NOT NULL AS moved \
+                FROM t JOIN conversations c ON c.owner_id = t.reader AND c.peer_id = t.other \
+                LEFT JOIN upd u ON u.owner_id = t.reader AND u.peer_id = t.other) \
+        SELECT cur.ord, cur.wanted, cur.seq, m.id, cur.moved \
+        FROM cur LEFT JOIN messages m ON m.seq = cur.seq";
+}
+
+/// Rooms: the reader's `room_members` row.
+struct RoomCursors;
+impl CursorSql for RoomCursors {
+    const SQL: &'static str = "\
+        WITH v AS (SELECT * FROM unnest($1, $2, $3) WITH ORDINALITY \
+                   AS v(reader, other, up_to, ord)), \
+        t AS (SELECT v.ord, v.reader, v.other, m.seq FROM v JOIN messages m ON m.id = v.up_to \
+              WHERE m.room_id = v.other), \
+        best AS (SELECT reader, other, max(seq) AS seq FROM t GROUP BY reader, other), \
+        upd AS (UPDATE room_members rm SET read_seq = b.seq, \
+                    seen = rm.seen + (SELECT count(*) FROM messages m \
+                        WHERE m.room_id = rm.room_id \
+                          AND m.seq > COALESCE(rm.read_seq, 0) AND m.seq <= b.seq), \
+                    sent_seen = rm.sent_seen + (SELECT count(*) FROM messages m \
+                        WHERE m.room_id = rm.room_id AND m.sender_id = rm.user_id \
+                          AND m.seq > COALESCE(rm.read_seq, 0) AND m.seq <= b.seq) \
+                FROM best b \
+                WHERE rm.user_id = b.reader AND rm.room_id = b.other \
+                  AND (rm.read_seq IS NULL OR rm.read_seq < b.seq) \
+                RETURNING rm.user_id, rm.room_id, rm.read_seq), \
+        cur AS (SELECT t.ord, t.seq AS wanted, COALESCE(u.read_seq, rm.read_seq) AS seq, \
+                       u.read_seq IS NOT NULL AS moved \
+                FROM t JOIN room_members rm ON rm.user_id = t.reader AND rm.room_id = t.other \
+                LEFT JOIN upd u ON u.user_id = t.reader AND u.room_id = t.other) \
+        SELECT cur.ord, cur.wanted, cur.seq, m.id, cur.moved \
+        FROM cur LEFT JOIN messages m ON m.seq = cur.seq";
+}
+
+/// One kind of cursor moves as one statement: readers, the other party (peer or room) and the
+/// message each has read up to, as arrays.
+struct MoveCursors<K> {
+    readers: Vec<DbId>,
+    others: Vec<DbId>,
+    up_to: Vec<DbId>,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: CursorSql> QueryFragment<Pg> for MoveCursors<K> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // `$1`… in the SQL are placeholders for the binds in this order.
+        let mut parts = K::SQL.split("$1");
+        out.push_sql(parts.next().unwrap_or_default());
+        let rest = parts.next().unwrap_or_default();
+        let (between_12, rest) = rest.split_once("$2").unwrap_or((rest, ""));
+        let (between_23, after) = rest.split_once("$3").unwrap_or((rest, ""));
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.readers)?;
+        out.push_sql(between_12);
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.others)?;
+        out.push_sql(between_23);
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.up_to)?;
+        out.push_sql(after);
+        Ok(())
+    }
+}
+
+impl<K: 'static> QueryId for MoveCursors<K> {
+    type QueryId = MoveCursors<K>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<K> Query for MoveCursors<K> {
+    type SqlType = Untyped;
+}
+
+#[derive(diesel::QueryableByName)]
+struct CursorRow {
+    #[diesel(sql_type = BigInt)]
+    ord: i64,
+    /// The `seq` of the message the move names.
+    #[diesel(sql_type = BigInt)]
+    wanted: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    seq: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<SqlUuid>)]
+    id: Option<DbId>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    moved: bool,
+}
+
+/// Moves one kind of cursors. A move that another transaction beat to the row (it waited for
+/// the row lock, then found a later cursor there) read the row as it was before, so it is asked
+/// again: the next statement's snapshot has the cursor that beat it.
+async fn move_kind<K: CursorSql + Send + Sync + 'static>(
+    conn: &mut Conn,
+    moves: &[(usize, &CursorMove)],
+    out: &mut [Option<Cursor>],
+) -> QueryResult<()> {
+    let mut pending: Vec<(usize, &CursorMove)> = moves.to_vec();
+    for _ in 0..4 {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let query = MoveCursors::<K> {
+            readers: pending.iter().map(|(_, m)| DbId(m.reader)).collect(),
+            others: pending.iter().map(|(_, m)| DbId(m.other())).collect(),
+            up_to: pending.iter().map(|(_, m)| DbId(m.up_to)).collect(),
+            kind: std::marker::PhantomData,
+        };
+        let rows: Vec<CursorRow> = query.load(conn).await?;
+        let mut beaten = Vec::new();
+        for row in rows {
+            // `ord` counts from 1 over this statement's moves.
+            let Some(&(index, change)) = usize::try_from(row.ord - 1)
+                .ok()
+                .and_then(|i| pending.get(i))
+            else {
+                continue;
+            };
+            match (row.seq, row.id) {
+                (Some(seq), Some(id)) if row.moved || seq >= row.wanted => {
+                    out[index] = Some(Cursor {
+                        seq,
+                        id: id.0,
+                        moved: row.moved,
+                    });
+                }
+                _ => beaten.push((index, change)),
+            }
+        }
+        pending = beaten;
+    }
+    Ok(())
+}
+
+/// Moves read cursors forward, at most two statements (direct, rooms) for the whole batch; per
+/// input, the cursor after the call, or `None` when `up_to` is not a message of that
+/// conversation (or the reader is not in the room).
+pub async fn move_read_cursors(
+    conn: &mut Conn,
+    moves: &[CursorMove],
+) -> QueryResult<Vec<Option<Cursor>>> {
+    let mut out = vec![None; moves.len()];
+    let (direct, rooms): (Vec<_>, Vec<_>) = moves
+        .iter()
+        .enumerate()
+        .partition(|(_, m)| matches!(m.of, Recipient::User(_)));
+    move_kind::<DirectCursors>(conn, &direct, &mut out).await?;
+    move_kind::<RoomCursors>(conn, &rooms, &mut out).await?;
+    Ok(out)
 }

@@ -7,7 +7,9 @@ macro_rules! backend_queries {
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
 
-        use crate::store::models::{Inserted, MessageRow, NewMessage, UserRow};
+        use crate::store::models::{
+            Cursor, CursorMove, Inserted, MessageRow, NewMessage, Recipient, UserRow,
+        };
         use crate::store::types::DbId;
 
         diesel::define_sql_function! {
@@ -180,14 +182,35 @@ macro_rules! backend_queries {
             conn: &mut Conn,
             owner: DbId,
             limit: i64,
-        ) -> QueryResult<Vec<(UserRow, MessageRow)>> {
+        ) -> QueryResult<Vec<(UserRow, MessageRow, i64)>> {
             conversations::table
                 .inner_join(messages::table.on(messages::seq.eq(conversations::last_seq)))
                 .inner_join(users::table.on(users::id.eq(conversations::peer_id)))
                 .filter(conversations::owner_id.eq(owner))
                 .order(conversations::last_seq.desc())
                 .limit(limit)
-                .select((USER_COLUMNS, MESSAGE_COLUMNS))
+                .select((
+                    USER_COLUMNS,
+                    MESSAGE_COLUMNS,
+                    conversations::received - conversations::received_read,
+                ))
+                .load(conn)
+                .await
+        }
+
+        /// The read cursors of `peers` in their conversations with `me`: (peer, message id).
+        pub async fn peer_cursors(
+            conn: &mut Conn,
+            me: DbId,
+            peers: &[DbId],
+        ) -> QueryResult<Vec<(DbId, DbId)>> {
+            conversations::table
+                .inner_join(
+                    messages::table.on(messages::seq.nullable().eq(conversations::read_seq)),
+                )
+                .filter(conversations::peer_id.eq(me))
+                .filter(conversations::owner_id.eq_any(peers))
+                .select((conversations::owner_id, messages::id))
                 .load(conn)
                 .await
         }

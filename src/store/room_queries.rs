@@ -39,6 +39,7 @@ macro_rules! room_queries {
             };
             let members = room_members::table
                 .inner_join(users::table.on(users::id.eq(room_members::user_id)))
+                .left_join(messages::table.on(messages::seq.nullable().eq(room_members::read_seq)))
                 .filter(room_members::room_id.eq(room))
                 // Earliest first; the owner first among those who joined together.
                 .order((
@@ -46,7 +47,12 @@ macro_rules! room_queries {
                     room_members::role.desc(),
                     room_members::user_id.asc(),
                 ))
-                .select((USER_COLUMNS, room_members::role, room_members::joined_at))
+                .select((
+                    USER_COLUMNS,
+                    room_members::role,
+                    room_members::joined_at,
+                    messages::id.nullable(),
+                ))
                 .load::<MemberRow>(conn)
                 .await?;
             Ok(Some((row, members)))
@@ -317,17 +323,22 @@ macro_rules! room_queries {
             conn: &mut Conn,
             user: DbId,
             limit: i64,
-        ) -> QueryResult<Vec<(RoomRow, i64, Option<MessageRow>)>> {
-            let rows: Vec<(RoomRow, Option<MessageRow>)> = room_members::table
+        ) -> QueryResult<Vec<(RoomRow, i64, Option<MessageRow>, i64)>> {
+            let rows: Vec<(RoomRow, Option<MessageRow>, i64)> = room_members::table
                 .inner_join(rooms::table.on(rooms::id.eq(room_members::room_id)))
                 .left_join(messages::table.on(messages::seq.nullable().eq(rooms::last_seq)))
                 .filter(room_members::user_id.eq(user))
                 .order(rooms::last_seq.desc())
                 .limit(limit)
-                .select((ROOM_COLUMNS, MESSAGE_COLUMNS.nullable()))
+                .select((
+                    ROOM_COLUMNS,
+                    MESSAGE_COLUMNS.nullable(),
+                    (rooms::message_count - room_members::seen)
+                        - (room_members::sent - room_members::sent_seen),
+                ))
                 .load(conn)
                 .await?;
-            let ids: Vec<DbId> = rows.iter().map(|(r, _)| r.id).collect();
+            let ids: Vec<DbId> = rows.iter().map(|(r, _, _)| r.id).collect();
             let counts: std::collections::HashMap<DbId, i64> = room_members::table
                 .filter(room_members::room_id.eq_any(&ids))
                 .group_by(room_members::room_id)
@@ -338,9 +349,9 @@ macro_rules! room_queries {
                 .collect();
             Ok(rows
                 .into_iter()
-                .map(|(room, last)| {
+                .map(|(room, last, unread)| {
                     let count = counts.get(&room.id).copied().unwrap_or(0);
-                    (room, count, last)
+                    (room, count, last, unread)
                 })
                 .collect())
         }

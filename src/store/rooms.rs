@@ -165,12 +165,13 @@ impl Store {
         let rows = with_conn!(self, |conn, q| q::rooms_of(conn, DbId(user), limit as i64))?;
         Ok(rows
             .into_iter()
-            .map(|(room, member_count, last)| RoomSummary {
+            .map(|(room, member_count, last, unread)| RoomSummary {
                 id: room.id.0,
                 name: room.name,
                 created_at: room.created_at,
                 member_count,
                 last_message: last.map(Message::from),
+                unread: unread.max(0),
             })
             .collect())
     }

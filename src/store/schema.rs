@@ -41,6 +41,9 @@ macro_rules! tables {
                 owner_id -> Id,
                 peer_id -> Id,
                 last_seq -> BigInt,
+                read_seq -> Nullable<BigInt>,
+                received -> BigInt,
+                received_read -> BigInt,
             }
         }
 
@@ -54,6 +57,7 @@ macro_rules! tables {
                 created_at -> Ts,
                 version -> BigInt,
                 last_seq -> Nullable<BigInt>,
+                message_count -> BigInt,
             }
         }
 
@@ -66,6 +70,10 @@ macro_rules! tables {
                 user_id -> Id,
                 role -> Text,
                 joined_at -> Ts,
+                read_seq -> Nullable<BigInt>,
+                sent -> BigInt,
+                seen -> BigInt,
+                sent_seen -> BigInt,
             }
         }
 

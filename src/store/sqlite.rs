@@ -53,42 +53,57 @@ pub async fn insert_messages(conn: &mut Conn, batch: &[NewMessage]) -> QueryResu
             .load(conn)
             .await?;
 
-        // Newest message per (owner, peer), both directions, and per room, deduplicated because
-        // one statement may not update the same row twice.
-        let mut latest: HashMap<(DbId, DbId), i64> = HashMap::new();
-        let mut rooms_latest: HashMap<DbId, i64> = HashMap::new();
+        // Per (owner, peer), both directions: the newest message and how many the owner
+        // received; per room: the newest message and how many; per (room, sender): how many.
+        // Deduplicated, because one statement may not update the same row twice.
+        let mut sides: HashMap<(DbId, DbId), (i64, i64)> = HashMap::new();
+        let mut rooms_latest: HashMap<DbId, (i64, i64)> = HashMap::new();
+        let mut senders: HashMap<(DbId, DbId), i64> = HashMap::new();
         for row in &inserted {
             match (row.receiver_id, row.room_id) {
                 (Some(receiver), _) => {
-                    for key in [(row.sender_id, receiver), (receiver, row.sender_id)] {
-                        let seq = latest.entry(key).or_insert(row.seq);
-                        *seq = (*seq).max(row.seq);
+                    for (key, received) in [
+                        ((row.sender_id, receiver), 0),
+                        ((receiver, row.sender_id), 1),
+                    ] {
+                        let side = sides.entry(key).or_insert((row.seq, 0));
+                        side.0 = side.0.max(row.seq);
+                        side.1 += received;
                     }
                 }
                 (None, Some(room)) => {
-                    let seq = rooms_latest.entry(room).or_insert(row.seq);
-                    *seq = (*seq).max(row.seq);
+                    let latest = rooms_latest.entry(room).or_insert((row.seq, 0));
+                    latest.0 = latest.0.max(row.seq);
+                    latest.1 += 1;
+                    *senders.entry((room, row.sender_id)).or_insert(0) += 1;
                 }
                 (None, None) => {}
             }
         }
-        for ((owner, peer), seq) in latest {
+        for ((owner, peer), (seq, received)) in sides {
             diesel::insert_into(conversations::table)
                 .values((
                     conversations::owner_id.eq(owner),
                     conversations::peer_id.eq(peer),
                     conversations::last_seq.eq(seq),
+                    conversations::received.eq(received),
                 ))
                 .on_conflict((conversations::owner_id, conversations::peer_id))
                 .do_update()
-                .set(conversations::last_seq.eq(excluded(conversations::last_seq)))
+                .set((
+                    conversations::last_seq.eq(excluded(conversations::last_seq)),
+                    conversations::received.eq(conversations::received + received),
+                ))
                 .execute(conn)
                 .await?;
         }
         let mut versions: HashMap<DbId, i64> = HashMap::new();
-        for (room, seq) in rooms_latest {
+        for (room, (seq, n)) in rooms_latest {
             diesel::update(rooms::table.find(room))
-                .set(rooms::last_seq.eq(seq))
+                .set((
+                    rooms::last_seq.eq(seq),
+                    rooms::message_count.eq(rooms::message_count + n),
+                ))
                 .execute(conn)
                 .await?;
             let version: i64 = rooms::table
@@ -97,6 +112,12 @@ pub async fn insert_messages(conn: &mut Conn, batch: &[NewMessage]) -> QueryResu
                 .first(conn)
                 .await?;
             versions.insert(room, version);
+        }
+        for ((room, sender), n) in senders {
+            diesel::update(room_members::table.find((room, sender)))
+                .set(room_members::sent.eq(room_members::sent + n))
+                .execute(conn)
+                .await?;
         }
 
         let by_id = inserted
@@ -120,6 +141,113 @@ async fn is_member(conn: &mut Conn, room: DbId, user: DbId) -> QueryResult<bool>
     ))
     .get_result(conn)
     .await
+}
+
+/// Moves read cursors forward in one transaction; per input, the cursor after the call, or
+/// `None` when `up_to` is not a message of that conversation (or the reader is not in the room).
+pub async fn move_read_cursors(
+    conn: &mut Conn,
+    moves: &[CursorMove],
+) -> QueryResult<Vec<Option<Cursor>>> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let mut out = Vec::with_capacity(moves.len());
+        for m in moves {
+            out.push(move_one(conn, m).await?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+async fn move_one(conn: &mut Conn, m: &CursorMove) -> QueryResult<Option<Cursor>> {
+    let reader = DbId(m.reader);
+    let other = DbId(m.other());
+    let conversation = match m.of {
+        Recipient::User(peer) => crate::store::Conversation::direct(m.reader, peer),
+        Recipient::Room(room) => crate::store::Conversation::Room(room),
+    };
+    let (lo, hi) = conversation.key();
+    let target: Option<i64> = messages::table
+        .filter(messages::id.eq(DbId(m.up_to)))
+        .filter(messages::peer_lo.eq(DbId(lo)))
+        .filter(messages::peer_hi.eq(DbId(hi)))
+        // The key tells the kinds apart: a room's is its id twice, a pair's two distinct users.
+        .select(messages::seq)
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    let current: Option<Option<i64>> = match m.of {
+        Recipient::User(_) => conversations::table
+            .find((reader, other))
+            .select(conversations::read_seq)
+            .first(conn)
+            .await
+            .optional()?,
+        Recipient::Room(_) => room_members::table
+            .find((other, reader))
+            .select(room_members::read_seq)
+            .first(conn)
+            .await
+            .optional()?,
+    };
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let from = current.unwrap_or(0);
+    let moved = target > from;
+    if moved {
+        let newly_read = messages::table
+            .filter(messages::peer_lo.eq(DbId(lo)))
+            .filter(messages::peer_hi.eq(DbId(hi)))
+            .filter(messages::seq.gt(from))
+            .filter(messages::seq.le(target));
+        match m.of {
+            Recipient::User(peer) => {
+                let received: i64 = newly_read
+                    .filter(messages::sender_id.eq(DbId(peer)))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                diesel::update(conversations::table.find((reader, other)))
+                    .set((
+                        conversations::read_seq.eq(target),
+                        conversations::received_read.eq(conversations::received_read + received),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            Recipient::Room(_) => {
+                let seen: i64 = newly_read.count().get_result(conn).await?;
+                let own: i64 = newly_read
+                    .filter(messages::sender_id.eq(reader))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                diesel::update(room_members::table.find((other, reader)))
+                    .set((
+                        room_members::read_seq.eq(target),
+                        room_members::seen.eq(room_members::seen + seen),
+                        room_members::sent_seen.eq(room_members::sent_seen + own),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+        }
+    }
+    let seq = from.max(target);
+    let id: DbId = messages::table
+        .filter(messages::seq.eq(seq))
+        .select(messages::id)
+        .first(conn)
+        .await?;
+    Ok(Some(Cursor {
+        seq,
+        id: id.0,
+        moved,
+    }))
 }
 
 /// Nothing to lock: SQLite's one writer already runs membership transactions one at a time.
