@@ -187,8 +187,9 @@ forEachMode((mode) => {
     const res = await http(`${w.url}/api/conversations`, { token: alice.token });
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(res.body, [
-      { peer: { id: bob.user.id, username: bob.user.username, online: true }, lastMessage: fromBob },
-      { peer: { id: carol.user.id, username: carol.user.username, online: false }, lastMessage: toCarol },
+      // Bob's reply is unread; neither peer has read anything of alice's.
+      { peer: { id: bob.user.id, username: bob.user.username, online: true }, lastMessage: fromBob, unread: 1, peerReadUpTo: null },
+      { peer: { id: carol.user.id, username: carol.user.username, online: false }, lastMessage: toCarol, unread: 0, peerReadUpTo: null },
     ]);
 
     const lonely = await w.user(randomName('lonely'));
