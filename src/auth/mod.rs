@@ -121,11 +121,6 @@ impl Accounts {
         self.revoked.is_revoked(id)
     }
 
-    /// How many accounts are disabled or deleted.
-    pub fn revoked_count(&self) -> usize {
-        self.revoked.len()
-    }
-
     /// Reads the access changes committed since the last call; returns the accounts that lost
     /// access (their sockets are to be closed). On an error the known revocations stay.
     pub async fn refresh_access(&self) -> Result<Vec<Uuid>, StoreError> {
