@@ -52,18 +52,19 @@ pub async fn serve(
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     let keys = auth::load_keys(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    let (mode, inbound) = Mode::start(&config, &metrics).await?;
     let accounts = Arc::new(
         Accounts::new(
             store.clone(),
             (*keys).clone(),
-            config.bcrypt_cost,
-            config.login_throttle,
+            &config,
+            &mode,
+            metrics.clone(),
         )
         .await?,
     );
-    let metrics = Arc::new(Metrics::default());
     let writer = MessageWriter::spawn(store.clone(), metrics.clone());
-    let (mode, inbound) = Mode::start(&config, &metrics).await?;
     let limits = ChatLimits {
         max_chars: config.max_message_chars,
         rooms: config.rooms,
@@ -157,6 +158,7 @@ async fn start<A: Adapter>(
         .presence
         .start_upkeep(&io, state.mode.history_cache(), state.config.presence_ttl)
         .await?;
+    tokio::spawn(socket::watch_access(io.clone(), state.clone()));
     Ok(tokio::spawn(run(
         listener, state, layer, io, upkeep, shutdown,
     )))

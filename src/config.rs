@@ -37,6 +37,26 @@ pub enum Command {
     /// Copy the accounts and direct messages of the NestJS app into this server's database.
     #[command(after_long_help = crate::nest_import::HELP)]
     ImportNest(crate::nest_import::ImportArgs),
+    /// Manage accounts: disable or enable one (a disabled account cannot sign in, its tokens
+    /// are refused and its open sockets are closed on every instance).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `nexus-chat user …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Disable an account: it cannot sign in, its tokens are refused (401, connect_error
+    /// Unauthorized) and its sockets are closed within ACCESS_REFRESH_MS on every instance.
+    Disable {
+        /// The account's username (any letter case).
+        username: String,
+    },
+    /// Enable a disabled account again: it signs in, and its unexpired tokens work again.
+    Enable {
+        /// The account's username (any letter case).
+        username: String,
+    },
 }
 
 /// Log output format.
@@ -120,6 +140,17 @@ pub struct Settings {
     /// Sustained `message:send` per second per socket.
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 50, value_parser = parse_range("RATE_LIMIT_PER_SEC", 1, 1_000_000))]
     pub rate_limit_per_sec: u32,
+    /// Burst of `message:send` and `room:send` one user may make across all their sockets (on
+    /// every instance, through Redis in cluster mode) before being rate limited; 0 turns it off.
+    #[arg(long, env = "USER_RATE_LIMIT_BURST", default_value_t = 300, value_parser = parse_range("USER_RATE_LIMIT_BURST", 0, 1_000_000))]
+    pub user_rate_limit_burst: u32,
+    /// Sustained sends per second per user, across all their sockets.
+    #[arg(long, env = "USER_RATE_LIMIT_PER_SEC", default_value_t = 75, value_parser = parse_range("USER_RATE_LIMIT_PER_SEC", 1, 1_000_000))]
+    pub user_rate_limit_per_sec: u32,
+    /// How often each instance reads the database's log of disabled, enabled and deleted
+    /// accounts, in milliseconds: a disabled account's sockets close within about this long.
+    #[arg(long, env = "ACCESS_REFRESH_MS", default_value_t = 1000, value_parser = parse_range("ACCESS_REFRESH_MS", 50, 600_000))]
+    pub access_refresh_ms: u32,
     /// Messages per conversation kept in the Redis history cache (cluster mode; 0 disables it).
     #[arg(long, env = "HISTORY_CACHE_SIZE", default_value_t = 100, value_parser = parse_range("HISTORY_CACHE_SIZE", 0, 100_000))]
     pub history_cache_size: u32,
@@ -209,6 +240,12 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Token bucket refill per second.
     pub rate_limit_per_sec: u32,
+    /// Per-user send budget (0: off).
+    pub user_rate_limit_burst: u32,
+    /// Per-user refill per second.
+    pub user_rate_limit_per_sec: u32,
+    /// How often the access log is polled.
+    pub access_refresh: Duration,
     /// History cache size per conversation.
     pub history_cache_size: usize,
     /// Presence lease.
@@ -345,6 +382,9 @@ impl Settings {
             max_message_chars: self.max_message_chars as usize,
             rate_limit_burst: self.rate_limit_burst,
             rate_limit_per_sec: self.rate_limit_per_sec,
+            user_rate_limit_burst: self.user_rate_limit_burst,
+            user_rate_limit_per_sec: self.user_rate_limit_per_sec,
+            access_refresh: Duration::from_millis(self.access_refresh_ms.into()),
             history_cache_size: self.history_cache_size as usize,
             presence_ttl: Duration::from_secs(self.presence_ttl_secs.into()),
             instance_id,

@@ -22,7 +22,7 @@ pub mod wire;
 
 use config::{Cli, Command};
 
-/// Runs the command line: `serve` (default), `migrate` or `import-nest`.
+/// Runs the command line: `serve` (default), `migrate`, `import-nest` or `user`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.settings.resolve()?;
     telemetry::init(config.log_format);
@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ImportNest(args) => nest_import::run(&config, args).await,
+        Command::User(command) => auth::run_user_command(&config, command).await,
         Command::Serve => {
             let running = app::serve(config, app::shutdown_signal()).await?;
             running.done.await?

@@ -90,6 +90,18 @@ pub struct Metrics {
     pub cursor_batches: AtomicU64,
     /// `typing` events dropped by the per-socket limit.
     pub typing_dropped: AtomicU64,
+    /// Sends refused by the per-user budget (all of a user's sockets).
+    pub user_rate_limited: AtomicU64,
+    /// Per-user budget decisions taken by this instance alone because Redis did not answer.
+    pub user_budget_local_decisions: AtomicU64,
+    /// Login throttle decisions taken by this instance alone because Redis did not answer.
+    pub login_throttle_local_decisions: AtomicU64,
+    /// Handshakes, requests and sends refused because the account is disabled or deleted.
+    pub revoked_refused: AtomicU64,
+    /// Sockets closed because their account was disabled or deleted.
+    pub revoked_sockets_closed: AtomicU64,
+    /// Polls of the access log that failed (the last known revocations stay in force).
+    pub access_refresh_errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -110,6 +122,12 @@ impl Default for Metrics {
             cursor_moves: AtomicU64::new(0),
             cursor_batches: AtomicU64::new(0),
             typing_dropped: AtomicU64::new(0),
+            user_rate_limited: AtomicU64::new(0),
+            user_budget_local_decisions: AtomicU64::new(0),
+            login_throttle_local_decisions: AtomicU64::new(0),
+            revoked_refused: AtomicU64::new(0),
+            revoked_sockets_closed: AtomicU64::new(0),
+            access_refresh_errors: AtomicU64::new(0),
         }
     }
 }
@@ -233,6 +251,42 @@ impl Metrics {
             "nexus_slow_consumers_disconnected_total",
             "Sockets disconnected because their outgoing buffer was full.",
             &self.slow_consumers_disconnected,
+        );
+        counter(
+            &mut out,
+            "nexus_user_rate_limited_total",
+            "message:send and room:send refused by the per-user budget (USER_RATE_LIMIT_*).",
+            &self.user_rate_limited,
+        );
+        counter(
+            &mut out,
+            "nexus_user_budget_local_decisions_total",
+            "Per-user budget decisions this instance took alone because Redis did not answer (cluster mode).",
+            &self.user_budget_local_decisions,
+        );
+        counter(
+            &mut out,
+            "nexus_login_throttle_local_decisions_total",
+            "Login throttle checks this instance answered alone because Redis did not answer (cluster mode).",
+            &self.login_throttle_local_decisions,
+        );
+        counter(
+            &mut out,
+            "nexus_revoked_refused_total",
+            "Handshakes, REST requests, logins and sends refused because the account is disabled or deleted.",
+            &self.revoked_refused,
+        );
+        counter(
+            &mut out,
+            "nexus_revoked_sockets_closed_total",
+            "Disconnects of a disabled or deleted account's sockets on this instance (one per account and sweep).",
+            &self.revoked_sockets_closed,
+        );
+        counter(
+            &mut out,
+            "nexus_access_refresh_errors_total",
+            "Polls of the database's access log that failed; the revocations known before stay in force.",
+            &self.access_refresh_errors,
         );
         out
     }

@@ -5,7 +5,8 @@ mod common;
 
 use common::TestDb;
 use nexus_chat::store::{
-    Conversation, CursorMove, NewMessage, Recipient, Refusal, Role, Store, StoreError, Written,
+    AccessChange, Conversation, CursorMove, ImportedUser, NewMessage, Recipient, Refusal, Role,
+    Store, StoreError, Written,
     rooms::{NewRoom, Removal, RoomLimits},
 };
 use uuid::Uuid;
@@ -591,6 +592,63 @@ macro_rules! conformance {
                 let m = send(&store, a, b, "x").await;
                 assert_eq!(store.message(m.id).await.unwrap().unwrap(), m);
                 assert!(store.message(Uuid::now_v7()).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn disabling_enabling_and_deleting_are_logged_in_order() {
+                let db = $make;
+                let store = open(&db).await;
+                let (a, b) = two_users(&store).await;
+                assert!(
+                    store.access_changes_after(0, 100).await.unwrap().is_empty(),
+                    "registrations are not logged"
+                );
+                let first = store.set_disabled("ALICE", true).await.unwrap().unwrap();
+                assert!(first.changed);
+                assert_eq!(first.user.id, a);
+                assert!(
+                    !store
+                        .set_disabled("alice", true)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .changed
+                );
+                assert!(store.credentials("alice").await.unwrap().unwrap().disabled);
+                assert!(!store.credentials("bob").await.unwrap().unwrap().disabled);
+                assert!(
+                    store
+                        .set_disabled("alice", false)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .changed
+                );
+                assert!(!store.credentials("alice").await.unwrap().unwrap().disabled);
+                assert!(store.set_disabled("nobody", true).await.unwrap().is_none());
+                // A row deleted by hand is logged too (by the trigger).
+                db.execute(&format!("DELETE FROM users WHERE id = '{b}'"))
+                    .await;
+                let log = store.access_changes_after(0, 100).await.unwrap();
+                let seen: Vec<(Uuid, bool)> = log.iter().map(|c| (c.user, c.revoked)).collect();
+                assert_eq!(seen, vec![(a, true), (a, false), (b, true)]);
+                assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+                let after_first = store.access_changes_after(log[0].seq, 1).await.unwrap();
+                assert_eq!(after_first, vec![log[1]]);
+                // The same account imported again gets its access back.
+                store
+                    .import_users(&[ImportedUser {
+                        id: b,
+                        username: "bob".into(),
+                        password_hash: "hash-b".into(),
+                        created_at: chrono::Utc::now(),
+                    }])
+                    .await
+                    .unwrap();
+                let last: Vec<AccessChange> =
+                    store.access_changes_after(log[2].seq, 10).await.unwrap();
+                assert_eq!(last.len(), 1);
+                assert_eq!((last[0].user, last[0].revoked), (b, false));
             }
         }
     };

@@ -1,7 +1,11 @@
-//! Accounts: registration, sign-in and token verification.
+//! Accounts: registration, sign-in, token verification, and who may still use their tokens
+//! (disabled and deleted accounts are refused), with the per-user limits that hold across all
+//! of an account's sockets and addresses.
 
+pub mod budget;
 pub mod jwt;
 pub mod password;
+pub mod revocation;
 mod throttle;
 
 use std::{
@@ -14,14 +18,41 @@ use std::{
 use anyhow::Context;
 use uuid::Uuid;
 
+use budget::SendBudget;
 pub use jwt::{JwtKeys, TokenSubject};
+use revocation::Revocations;
 use throttle::LoginThrottle;
 
 use crate::{
-    config::{Config, ThrottleConfig},
+    cluster::Keys,
+    config::{Config, UserCommand},
     error::AppError,
+    metrics::{Metrics, inc},
+    mode::Mode,
     store::{Store, StoreError, User},
 };
+
+/// The Redis connection and key names through which cluster mode shares per-user counts.
+#[derive(Clone)]
+pub struct SharedCounts {
+    /// The command connection.
+    pub client: fred::prelude::Client,
+    /// Key names.
+    pub keys: Keys,
+}
+
+impl SharedCounts {
+    /// The shared counts of cluster mode; `None` when embedded.
+    pub fn for_mode(mode: &Mode) -> Option<SharedCounts> {
+        match mode {
+            Mode::Embedded => None,
+            Mode::Cluster(cluster) => Some(SharedCounts {
+                client: cluster.client.clone(),
+                keys: cluster.keys.clone(),
+            }),
+        }
+    }
+}
 
 /// Users looked up by id, kept because accounts are never renamed and every old-shape handshake
 /// and every send needs one. Cleared when it grows past this many entries.
@@ -37,6 +68,9 @@ pub struct Accounts {
     dummy_hash: String,
     users: RwLock<HashMap<Uuid, User>>,
     throttle: LoginThrottle,
+    revoked: Revocations,
+    budget: SendBudget,
+    metrics: Arc<Metrics>,
 }
 
 /// A signed-in user and their token.
@@ -48,22 +82,63 @@ pub struct Session {
 }
 
 impl Accounts {
-    /// Builds the service; hashes the timing dummy once.
+    /// Builds the service: hashes the timing dummy once and reads the revoked accounts.
     pub async fn new(
         store: Store,
         keys: JwtKeys,
-        cost: u32,
-        throttle: ThrottleConfig,
+        config: &Config,
+        mode: &Mode,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Accounts> {
+        let cost = config.bcrypt_cost;
         let dummy_hash = password::hash(Uuid::new_v4().to_string(), cost).await?;
+        let shared = SharedCounts::for_mode(mode);
+        let revoked = Revocations::default();
+        revoked
+            .refresh(&store)
+            .await
+            .context("could not read the disabled and deleted accounts")?;
         Ok(Accounts {
             store,
             keys,
             cost,
             dummy_hash,
             users: RwLock::new(HashMap::new()),
-            throttle: LoginThrottle::new(throttle),
+            throttle: LoginThrottle::new(config.login_throttle, shared.clone(), metrics.clone()),
+            revoked,
+            budget: SendBudget::new(
+                config.user_rate_limit_burst,
+                config.user_rate_limit_per_sec,
+                shared,
+                metrics.clone(),
+            ),
+            metrics,
         })
+    }
+
+    /// Whether `id` is a disabled or deleted account (its tokens are refused).
+    pub fn is_revoked(&self, id: Uuid) -> bool {
+        self.revoked.is_revoked(id)
+    }
+
+    /// Reads the access changes committed since the last call; returns the accounts that lost
+    /// access (their sockets are to be closed). On an error the known revocations stay.
+    pub async fn refresh_access(&self) -> Result<Vec<Uuid>, StoreError> {
+        let newly = self.revoked.refresh(&self.store).await.inspect_err(|_| {
+            inc(&self.metrics.access_refresh_errors);
+        })?;
+        if !newly.is_empty() {
+            let mut cache = self.users.write().unwrap_or_else(|e| e.into_inner());
+            for id in &newly {
+                cache.remove(id);
+            }
+        }
+        Ok(newly)
+    }
+
+    /// Takes one send from `user`'s budget across all their sockets: `false` when none is left.
+    pub async fn take_send(&self, user: Uuid) -> bool {
+        self.budget.take(user).await
     }
 
     /// Creates an account.
@@ -86,15 +161,15 @@ impl Accounts {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Session, AppError> {
-        if let Some(wait) = self.throttle.wait(username, address) {
+        if let Some(wait) = self.throttle.wait(username, address).await {
             return Err(AppError::Throttled(
                 wait.as_secs_f64().ceil().max(1.0) as u64
             ));
         }
         let result = self.check_credentials(username, password).await;
         match &result {
-            Ok(_) => self.throttle.succeeded(username),
-            Err(AppError::Unauthorized(_)) => self.throttle.failed(username, address),
+            Ok(_) => self.throttle.succeeded(username).await,
+            Err(AppError::Unauthorized(_)) => self.throttle.failed(username, address).await,
             Err(_) => {}
         }
         result
@@ -111,6 +186,11 @@ impl Accounts {
             .map_or_else(|| self.dummy_hash.clone(), |c| c.password_hash.clone());
         let matches = password::verify(password.to_owned(), hash).await;
         match found {
+            // A disabled account answers as a wrong password does (the contract's one 401).
+            Some(creds) if matches && (creds.disabled || self.is_revoked(creds.user.id)) => {
+                inc(&self.metrics.revoked_refused);
+                Err(invalid_credentials())
+            }
             Some(creds) if matches => {
                 let token = self.keys.issue(&creds.user)?;
                 Ok(Session {
@@ -125,16 +205,30 @@ impl Accounts {
     /// The user a valid bearer token names.
     /// A token carrying the profile needs no database read, so handshakes keep succeeding while
     /// the database is slow or down; an older token is resolved (and cached) by id.
+    /// A disabled or deleted account's token is refused (a lookup in memory, so this holds while
+    /// the database is down).
     pub async fn authenticate(&self, token: &str) -> Result<User, AppError> {
         let unauthorized = || AppError::Unauthorized("Unauthorized".into());
-        match self.keys.verify(token).ok_or_else(unauthorized)? {
+        let subject = self.keys.verify(token).ok_or_else(unauthorized)?;
+        let id = match &subject {
+            TokenSubject::Profile(user) => user.id,
+            TokenSubject::Id(id) => *id,
+        };
+        if self.is_revoked(id) {
+            inc(&self.metrics.revoked_refused);
+            return Err(unauthorized());
+        }
+        match subject {
             TokenSubject::Profile(user) => Ok(user),
             TokenSubject::Id(id) => self.user(id).await?.ok_or_else(unauthorized),
         }
     }
 
-    /// A user by id, from the cache when possible.
+    /// A user by id, from the cache when possible. A disabled or deleted account is `None`.
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, AppError> {
+        if self.is_revoked(id) {
+            return Ok(None);
+        }
         if let Some(user) = self.cached(id) {
             return Ok(Some(user));
         }
@@ -153,6 +247,39 @@ impl Accounts {
         let cache = self.users.read().unwrap_or_else(|e| e.into_inner());
         cache.get(&id).cloned()
     }
+}
+
+/// Runs `nexus-chat user disable|enable <name>` against the configured database. Running
+/// instances notice within `ACCESS_REFRESH_MS` (they poll the database's access log), refuse
+/// the account's tokens and close its sockets.
+pub async fn run_user_command(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let (username, disable) = match &command {
+        UserCommand::Disable { username } => (username.as_str(), true),
+        UserCommand::Enable { username } => (username.as_str(), false),
+    };
+    let store = crate::app::open_store(config).await?;
+    let update = store
+        .set_disabled(username, disable)
+        .await
+        .with_context(|| format!("could not update the account {username:?}"))?
+        .ok_or_else(|| anyhow::anyhow!("no account is named {username:?}"))?;
+    let user = &update.user;
+    let refresh = config.access_refresh.as_millis();
+    match (disable, update.changed) {
+        (true, true) => println!(
+            "disabled {} ({}): its tokens are refused and its sockets close within {refresh} ms \
+             on every running instance",
+            user.username, user.id
+        ),
+        (false, true) => println!(
+            "enabled {} ({}): it can sign in again, and its unexpired tokens work within \
+             {refresh} ms",
+            user.username, user.id
+        ),
+        (true, false) => println!("{} ({}) was already disabled", user.username, user.id),
+        (false, false) => println!("{} ({}) was not disabled", user.username, user.id),
+    }
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme in any case).

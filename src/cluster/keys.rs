@@ -75,6 +75,24 @@ impl Keys {
         format!("{}{{{lo}:{hi}}}", self.history_floor_prefix())
     }
 
+    /// STRING: the theoretical arrival time (µs, Redis clock) of a user's next `message:send`
+    /// under the per-user budget (GCRA); one key per user, so it lives on one slot.
+    pub fn send_budget(&self, user: Uuid) -> String {
+        format!("{}:send-budget:{user}", self.prefix)
+    }
+
+    /// HASH `failures`, `until` (epoch ms) of failed logins for one username (lowercased).
+    /// Login keys share the hash tag `{<prefix>:login}` so one script updates a username's and
+    /// an address's entries together on a Redis Cluster.
+    pub fn login_user(&self, username: &str) -> String {
+        format!("{{{}:login}}:user:{username}", self.prefix)
+    }
+
+    /// HASH `failures`, `until` of failed logins from one client address.
+    pub fn login_address(&self, address: std::net::IpAddr) -> String {
+        format!("{{{}:login}}:addr:{address}", self.prefix)
+    }
+
     /// What every conversation's floor key starts with.
     pub fn history_floor_prefix(&self) -> String {
         format!("{}:history-floor:", self.prefix)

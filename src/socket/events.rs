@@ -83,6 +83,8 @@ async fn on_user_init<A: Adapter>(
 ) {
     let result: Result<Vec<UserView>, AppError> = async {
         let mut users = app.presence.online_users().await?;
+        // A disabled or deleted account's sockets are closing (see access.rs): not online.
+        users.retain(|u| !app.accounts.is_revoked(u.id));
         // The caller is online by definition, even if its presence write is still in flight.
         if !users.iter().any(|u| u.id == me.user.id) {
             users.push(me.user.clone());
@@ -110,7 +112,7 @@ async fn on_send<A: Adapter>(
     async move {
         let metrics = &app.metrics;
         let result = async {
-            take_token(&me, metrics)?;
+            take_token(&me, &app).await?;
             let request = SendMessage::from_payload(&require_payload(payload)?)?;
             app.chat.send(&me.user, request).await
         }
@@ -145,15 +147,27 @@ fn me_or_receiver(message: &Message) -> Uuid {
     }
 }
 
-/// Takes a token of the socket's send budget (`rate_limited` when none is left). Every send
-/// costs one, valid or not, so floods of malformed sends are limited too.
-fn take_token(me: &SocketUser, metrics: &Metrics) -> Result<(), AppError> {
-    if me.take_token() {
-        Ok(())
-    } else {
-        inc(&metrics.rate_limited);
-        Err(AppError::RateLimited("Too many messages; slow down".into()))
+/// Takes a token of the socket's send budget and one of its user's (shared by all of the user's
+/// sockets, on every instance): `rate_limited` when either is spent. Every send costs one, valid
+/// or not, so floods of malformed sends are limited too. A disabled or deleted account's send
+/// is refused (`unauthorized`) even before its socket is closed.
+async fn take_token(me: &SocketUser, app: &AppState) -> Result<(), AppError> {
+    let metrics = &app.metrics;
+    if app.accounts.is_revoked(me.user.id) {
+        inc(&metrics.revoked_refused);
+        return Err(AppError::Unauthorized("Unauthorized".into()));
     }
+    if !me.take_token() {
+        inc(&metrics.rate_limited);
+        return Err(AppError::RateLimited("Too many messages; slow down".into()));
+    }
+    if !app.accounts.take_send(me.user.id).await {
+        inc(&metrics.user_rate_limited);
+        return Err(AppError::RateLimited(
+            "Too many messages from this account; slow down".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn on_history<A: Adapter>(
@@ -326,7 +340,7 @@ async fn on_room_send<A: Adapter>(
     async move {
         let metrics = &app.metrics;
         let result = async {
-            take_token(&me, metrics)?;
+            take_token(&me, &app).await?;
             let request = SendToRoom::from_payload(&require_payload(payload)?)?;
             app.chat.send_to_room(&me.user, request).await
         }

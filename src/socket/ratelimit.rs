@@ -27,7 +27,14 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
-    fn try_take_at(&mut self, now: Instant) -> bool {
+    /// Whether the bucket has refilled completely by `now`: forgetting it changes nothing.
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens + elapsed * self.per_sec >= self.capacity
+    }
+
+    /// Takes a token at `now` if there is one.
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
         self.updated = now;

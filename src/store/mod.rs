@@ -213,9 +213,11 @@ macro_rules! with_conn {
 }
 
 // After `with_conn!`, which it uses.
+mod access;
 pub mod cursors;
 mod import;
 pub mod rooms;
+pub use access::{AccessChange, AccessUpdate};
 pub use import::ImportedUser;
 
 impl Store {
@@ -347,10 +349,11 @@ impl Store {
 
     /// Looks an account up by username, case-insensitively, with its hash.
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
-        let row = with_conn!(self, |conn, q| q::user_by_name(conn, username))?;
-        Ok(row.map(|row| Credentials {
+        let row = self.access_by_name(username).await?;
+        Ok(row.map(|(row, disabled)| Credentials {
             password_hash: row.password_hash.clone(),
             user: row.into(),
+            disabled,
         }))
     }
 

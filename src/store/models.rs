@@ -58,6 +58,8 @@ pub struct Credentials {
     pub user: User,
     /// Its bcrypt hash.
     pub password_hash: String,
+    /// An operator disabled it (`nexus-chat user disable`): it may not sign in.
+    pub disabled: bool,
 }
 
 /// Where a message goes: one user (a direct message) or a room.

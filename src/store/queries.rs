@@ -62,15 +62,6 @@ macro_rules! backend_queries {
                 .map(drop)
         }
 
-        pub async fn user_by_name(conn: &mut Conn, name: &str) -> QueryResult<Option<UserRow>> {
-            users::table
-                .filter(lower(users::username).eq(name.to_lowercase()))
-                .select(USER_COLUMNS)
-                .first(conn)
-                .await
-                .optional()
-        }
-
         pub async fn users_by_id(conn: &mut Conn, ids: &[DbId]) -> QueryResult<Vec<UserRow>> {
             users::table
                 .filter(users::id.eq_any(ids))

@@ -12,6 +12,18 @@ macro_rules! tables {
                 username -> Text,
                 password_hash -> Text,
                 created_at -> Ts,
+                disabled_at -> Nullable<Ts>,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use crate::store::schema::$types::*;
+
+            access_changes (seq) {
+                seq -> BigInt,
+                user_id -> Id,
+                revoked -> Bool,
             }
         }
 
@@ -82,7 +94,8 @@ macro_rules! tables {
             messages,
             conversations,
             rooms,
-            room_members
+            room_members,
+            access_changes
         );
     };
 }

@@ -47,6 +47,23 @@ impl TestDb {
         TestDb::Sqlite { dir }
     }
 
+    /// Runs SQL on this database outside the store, as an operator at a SQL prompt would.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            TestDb::Postgres { url, .. } => {
+                let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+                conn.batch_execute(sql).await.expect("execute");
+            }
+            TestDb::Sqlite { dir } => {
+                use diesel::{Connection, connection::SimpleConnection};
+                let path = dir.join("nexus-chat.sqlite3");
+                let mut conn =
+                    diesel::SqliteConnection::establish(&path.to_string_lossy()).expect("open");
+                conn.batch_execute(sql).expect("execute");
+            }
+        }
+    }
+
     /// A configuration pointing at this database, everything else at its defaults.
     pub fn config(&self) -> Config {
         let data_dir = match self {

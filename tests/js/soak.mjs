@@ -49,7 +49,7 @@ function connectTo(url, token, onMessage) {
 
 async function main() {
   log(`starting a 3-instance cluster; ${MINUTES} min of churn with ${USERS} users, sampling every ${SAMPLE_EVERY_MS / 1000} s`);
-  const cluster = await startCluster(3, { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' } });
+  const cluster = await startCluster(3, { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' } });
   const checks = [];
   const check = (name, ok, detail) => {
     checks.push({ name, ok: Boolean(ok), detail });

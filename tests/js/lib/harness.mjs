@@ -37,6 +37,7 @@ const LIVE_LOG = Boolean(process.env.TEST_LOG);
 export const SCRUBBED_ENV = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'REDIS_PREFIX', 'JWT_SECRET',
   'RATE_LIMIT_BURST', 'RATE_LIMIT_PER_SEC', 'MAX_MESSAGE_CHARS', 'INSTANCE_ID',
+  'USER_RATE_LIMIT_BURST', 'USER_RATE_LIMIT_PER_SEC', 'ACCESS_REFRESH_MS',
 ];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

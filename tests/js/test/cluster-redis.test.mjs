@@ -11,7 +11,7 @@ import {
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
 
 const RUN = process.env.TEST_CLUSTER === '1';
-const ROOMY = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' };
+const ROOMY = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' };
 
 /** A redis-server of this test's own on `port`, keeping nothing on disk. */
 async function startRedis(port) {

@@ -9,7 +9,7 @@ import {
 import { assertMessageNew, assertOk, collectHistory, collectRoomHistory, send } from '../lib/expect.mjs';
 
 const RUN = process.env.TEST_CLUSTER === '1';
-const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' } };
+const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' } };
 const QUIET_MS = 800;
 
 const count = (list, x) => list.filter((y) => y === x).length;

@@ -145,7 +145,7 @@ describe('the cluster when PostgreSQL goes down', { skip: RUN ? false : 'set TES
     try {
       cluster = await startClusterOn(3, {
         databaseUrl: pg.url,
-        env: { DB_TIMEOUT_MS: String(DB_TIMEOUT_MS), RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', MAX_HANDSHAKES_PER_IP: '4' },
+        env: { DB_TIMEOUT_MS: String(DB_TIMEOUT_MS), RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0', MAX_HANDSHAKES_PER_IP: '4' },
       });
       world = new World(cluster.nodes[0]);
       const [n0, n1, n2] = cluster.urls;

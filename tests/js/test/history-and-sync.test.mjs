@@ -9,7 +9,7 @@ import {
 import { assertDistinct, assertErrorAck, assertMessage, assertNestError, collectHistory, send } from '../lib/expect.mjs';
 
 // Long sequential conversations exceed the default burst of one socket.
-const ROOMY = { RATE_LIMIT_BURST: '5000', RATE_LIMIT_PER_SEC: '5000' };
+const ROOMY = { RATE_LIMIT_BURST: '5000', RATE_LIMIT_PER_SEC: '5000', USER_RATE_LIMIT_BURST: '0' };
 
 /** Alice and Bob take turns sending `n` messages; returns the acks in sending order. */
 async function converse(alice, bob, n, label = 'msg') {

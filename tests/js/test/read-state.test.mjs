@@ -15,7 +15,7 @@ import {
 import { assertErrorAck, assertOk, createRoom, roomSend, send } from '../lib/expect.mjs';
 
 const SETTLE_MS = 400;
-const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' } };
+const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' } };
 
 const read = (socket, payload) => emitAck(socket, 'conversation:read', payload);
 

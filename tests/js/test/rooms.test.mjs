@@ -14,7 +14,7 @@ import {
 } from '../lib/expect.mjs';
 
 const SETTLE_MS = 400;
-const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000' } };
+const ROOMY = { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' } };
 const ids = (list) => list.map((x) => x.id);
 
 forEachMode((mode) => {
