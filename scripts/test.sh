@@ -110,7 +110,7 @@ if [[ -z "${SKIP_FUZZ:-}" ]]; then
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements-fuzz.txt
   [[ -d tests/js/node_modules ]] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
-  # 25 examples an operation: about 25 s a backend; FUZZ_SEED=<seed> replays a run.
+  # 25 examples an operation: 25–35 s a backend; FUZZ_SEED=<seed> replays a run.
   (cd tests/js && SCHEMATHESIS="$VENV/bin/schemathesis" FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" node rest-fuzz.mjs)
 fi
 
