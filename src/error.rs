@@ -192,3 +192,25 @@ impl IntoResponse for AppError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_body_is_nestjs_shaped_and_a_500_tells_nothing() {
+        let conflict =
+            serde_json::to_string(&AppError::Conflict("Username already exists".into()).body())
+                .unwrap();
+        assert_eq!(
+            conflict,
+            r#"{"statusCode":409,"message":"Username already exists","error":"Conflict"}"#
+        );
+        let internal =
+            serde_json::to_string(&AppError::Internal("SELECT secret".into()).body()).unwrap();
+        assert_eq!(
+            internal,
+            r#"{"statusCode":500,"message":"Internal server error"}"#
+        );
+    }
+}
