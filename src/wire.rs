@@ -339,8 +339,9 @@ pub struct ErrorBody {
     pub status_code: u16,
     /// `message`: what went wrong, for a person.
     pub message: String,
-    /// `error`: the status's reason phrase (`Bad Request`, `Not Found`...).
+    /// `error`: the status's reason phrase (`Bad Request`, `Not Found`...); absent from a 500.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<&'static str>,
 }
 
