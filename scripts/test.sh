@@ -2,11 +2,13 @@
 # The whole test suite, the one command CI runs (.ci/run) and the README names:
 #   formatting and lints, Rust unit + integration tests (both storage backends), the Socket.io
 #   client suites (socket.io-client 4.x and 2.x, python-socketio) on SQLite, PostgreSQL and a
-#   Redis cluster (with fault, security and fuzz tests), a 60-second soak, the web client's
+#   Redis cluster (with fault, security and fuzz tests), a 60-second soak, the REST API fuzzed
+#   against its OpenAPI description (schemathesis, SQLite and PostgreSQL), the web client's
 #   lint/unit/build, its browser end-to-end tests, the launcher test and a benchmark smoke run.
 # It uses the PostgreSQL and Redis already running (TEST_DATABASE_URL, TEST_REDIS_URL) or starts
 # throwaway ones. Every test creates its own database and Redis prefix, so runs can overlap.
-# Skip parts while iterating with SKIP_LINT=1, SKIP_JS=1, SKIP_WEB=1, SKIP_E2E=1, SKIP_BENCH=1.
+# Skip parts while iterating with SKIP_LINT=1, SKIP_JS=1, SKIP_FUZZ=1, SKIP_WEB=1, SKIP_E2E=1,
+# SKIP_BENCH=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -100,6 +102,16 @@ if [[ -z "${SKIP_JS:-}" ]]; then
   start_server "$PORT_PY" DATA_DIR="$LOG_DIR/py-data" JWT_SECRET=python-suite-secret
   "$VENV/bin/python" tests/python/test_client.py "http://127.0.0.1:$PORT_PY"
   stop_servers
+fi
+
+if [[ -z "${SKIP_FUZZ:-}" ]]; then
+  step "REST API fuzzed against /api/openapi.json (schemathesis --checks all; SQLite, PostgreSQL)"
+  VENV="${NEXUS_CACHE_DIR:-$HOME/.cache/nexus-chat}/venv"
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements-fuzz.txt
+  [[ -d tests/js/node_modules ]] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+  # 25 examples an operation: 25–35 s a backend; FUZZ_SEED=<seed> replays a run.
+  (cd tests/js && SCHEMATHESIS="$VENV/bin/schemathesis" FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" node rest-fuzz.mjs)
 fi
 
 if [[ -z "${SKIP_WEB:-}" ]]; then

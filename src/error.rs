@@ -8,7 +8,10 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::store::{Refusal, StoreError};
+use crate::{
+    store::{Refusal, StoreError},
+    wire::ErrorBody,
+};
 
 /// Everything a request or event can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +140,8 @@ impl AppError {
         json!({ "error": { "code": self.code(), "message": self.public_message() } })
     }
 
-    fn status(&self) -> StatusCode {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
         match self {
             AppError::Invalid(_) | AppError::ContentTooLong(_) => StatusCode::BAD_REQUEST,
             AppError::UnknownReceiver(_) | AppError::NotFound(_) | AppError::UnknownUser(_) => {
@@ -155,26 +159,58 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// The NestJS error body; as NestJS's, the 500 body has no `error` field.
+    pub fn body(&self) -> ErrorBody {
+        let status = self.status();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            ErrorBody {
+                status_code: 500,
+                message: "Internal server error".into(),
+                error: None,
+            }
+        } else {
+            ErrorBody {
+                status_code: status.as_u16(),
+                message: self.public_message(),
+                error: Some(status.canonical_reason().unwrap_or("Error")),
+            }
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log();
         let status = self.status();
-        // NestJS's shape; its 500 body has no "error" field.
-        let body = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            json!({ "statusCode": 500, "message": "Internal server error" })
-        } else {
-            json!({
-                "statusCode": status.as_u16(),
-                "message": self.public_message(),
-                "error": status.canonical_reason().unwrap_or("Error"),
-            })
-        };
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(self.body())).into_response();
         if let AppError::Throttled(secs) = self {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_body_is_nestjs_shaped_and_a_500_tells_nothing() {
+        let conflict =
+            serde_json::to_string(&AppError::Conflict("Username already exists".into()).body())
+                .unwrap();
+        assert_eq!(
+            conflict,
+            r#"{"statusCode":409,"message":"Username already exists","error":"Conflict"}"#
+        );
+        let internal =
+            serde_json::to_string(&AppError::Internal("SELECT secret".into()).body()).unwrap();
+        assert_eq!(
+            internal,
+            r#"{"statusCode":500,"message":"Internal server error"}"#
+        );
     }
 }

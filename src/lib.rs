@@ -1,6 +1,6 @@
 //! Nexus Chat: a real-time chat server that speaks Socket.io, wire-compatible with the NestJS
-//! chat app it replaces (see `shared/CONTRACT.md`), on an embedded SQLite file or on PostgreSQL +
-//! Redis as a cluster. `docs/ARCHITECTURE.md` draws the modules and the path of a message.
+//! chat app it replaces (the protocol is `docs/protocol.md`), on an embedded SQLite file or on
+//! PostgreSQL + Redis as a cluster. `docs/ARCHITECTURE.md` draws the modules and the path of a message.
 
 pub mod app;
 pub mod auth;

@@ -1,8 +1,10 @@
-//! The JSON shapes of the wire contract (`shared/CONTRACT.md`), built from domain types.
-//! Keys are camelCase; times are ISO-8601 UTC with milliseconds.
+//! The JSON shapes of the protocol (`docs/protocol.md`), built from domain types. Keys are
+//! camelCase; times are ISO-8601 UTC with milliseconds. The REST shapes derive `ToSchema`, so the
+//! OpenAPI description (`GET /api/openapi.json`) is generated from these very types.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::store::{Member, Message, Recipient, Room, User};
@@ -12,7 +14,7 @@ fn iso_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error
 }
 
 /// `{"id","username","status","createdAt"}`: `user:online`, `user:init`, register.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// `id`.
@@ -20,6 +22,7 @@ pub struct UserView {
     /// `username`.
     pub username: String,
     /// `status`: "online" or "offline".
+    #[schema(value_type = String, pattern = "^(online|offline)$")]
     pub status: &'static str,
     /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
@@ -40,7 +43,7 @@ impl UserView {
 
 /// `{"id","content","senderId","receiverId","createdAt"}` for a direct message, and
 /// `{"id","content","senderId","roomId","createdAt"}` for a room message: acks and history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView<'a> {
     /// `id`.
@@ -89,7 +92,7 @@ pub struct NewMessageEvent<'a> {
 }
 
 /// `{"messages": [...], "hasMore": bool}`: `message:sync` and REST paging.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage<'a> {
     /// `messages`, oldest first.
@@ -109,7 +112,7 @@ impl<'a> MessagePage<'a> {
 }
 
 /// The peer of a conversation in `GET /api/conversations`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PeerView {
     /// `id`.
     pub id: Uuid,
@@ -120,7 +123,7 @@ pub struct PeerView {
 }
 
 /// One entry of `GET /api/conversations`: a direct conversation or a room.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ConversationView<'a> {
     /// `{"peer", "lastMessage", "unread", "peerReadUpTo"}`.
@@ -133,6 +136,7 @@ pub enum ConversationView<'a> {
         /// `unread`: messages from the peer after the caller's cursor, up to 1,000.
         unread: i64,
         /// `peerReadUpTo`: the peer's cursor, or `null`.
+        #[schema(required = true)]
         peer_read_up_to: Option<Uuid>,
     },
     /// `{"room": {"id","name","memberCount"}, "lastMessage", "unread"}`.
@@ -141,6 +145,7 @@ pub enum ConversationView<'a> {
         /// `room`.
         room: RoomBrief<'a>,
         /// `lastMessage`: `null` while the room has no messages.
+        #[schema(required = true)]
         last_message: Option<MessageView<'a>>,
         /// `unread`: messages from others after the caller's cursor, up to 1,000.
         unread: i64,
@@ -148,7 +153,7 @@ pub enum ConversationView<'a> {
 }
 
 /// `{"id","name","memberCount"}`: a room in the conversation list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomBrief<'a> {
     /// `id`.
@@ -164,7 +169,7 @@ pub struct RoomBrief<'a> {
 
 /// `{"id","name","ownerId","createdAt","members"}`: acks of the room events, `room:updated`,
 /// `GET /api/rooms/{roomId}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView<'a> {
     /// `id`.
@@ -172,6 +177,7 @@ pub struct RoomView<'a> {
     /// `name`.
     pub name: &'a str,
     /// `ownerId`.
+    #[schema(required = true)]
     pub owner_id: Option<Uuid>,
     /// `createdAt`.
     #[serde(serialize_with = "iso_millis")]
@@ -204,7 +210,7 @@ impl<'a> RoomView<'a> {
 }
 
 /// `{"id","username","role","joinedAt"}`: one member of a room.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView<'a> {
     /// `id`.
@@ -212,12 +218,14 @@ pub struct MemberView<'a> {
     /// `username`.
     pub username: &'a str,
     /// `role`: "owner" or "member".
+    #[schema(value_type = String, pattern = "^(owner|member)$")]
     pub role: &'static str,
     /// `joinedAt`.
     #[serde(serialize_with = "iso_millis")]
     pub joined_at: DateTime<Utc>,
     /// `readUpTo` (an id or `null`), in `GET /api/rooms/{roomId}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Uuid>)]
     pub read_up_to: Option<Option<Uuid>>,
 }
 
@@ -278,8 +286,117 @@ pub struct RoomRemovedEvent {
     pub room_id: Uuid,
 }
 
+/// The body of `POST /auth/register`. The handler reads it field by field (to name the field at
+/// fault), so this type only describes it.
+#[derive(Debug, Clone, ToSchema)]
+pub struct Registration {
+    /// `username`: 3 to 32 characters, letters, digits, `_`, `.` or `-`; unique without regard
+    /// to case.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$", example = "alice")]
+    pub username: String,
+    /// `password`: 6 to 72 bytes of UTF-8 (bcrypt reads no further).
+    #[schema(min_length = 6, max_length = 72, example = "correct horse")]
+    pub password: String,
+}
+
+/// The body of `POST /auth/login`. Names compare without regard to case.
+#[derive(Debug, Clone, ToSchema)]
+pub struct LoginRequest {
+    /// `username`.
+    #[schema(min_length = 1, example = "alice")]
+    pub username: String,
+    /// `password`.
+    #[schema(min_length = 1, example = "correct horse")]
+    pub password: String,
+}
+
+/// `{"access_token", "user": {"id","username"}}`: `POST /auth/login`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    /// `access_token`: the JWT to send as `Authorization: Bearer` or the socket's `auth.token`.
+    pub access_token: String,
+    /// `user`.
+    pub user: SessionUser,
+}
+
+/// `{"id","username"}`: the user of a [`SessionView`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionUser {
+    /// `id`.
+    pub id: Uuid,
+    /// `username`, as registered.
+    pub username: String,
+}
+
+/// The NestJS error body `{"statusCode","message","error"}` of every failed request (the 500 body
+/// has no `error`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"statusCode": 409, "message": "Username already exists", "error": "Conflict"}))]
+pub struct ErrorBody {
+    /// `statusCode`: the HTTP status again.
+    #[schema(value_type = u16, minimum = 400, maximum = 599)]
+    pub status_code: u16,
+    /// `message`: what went wrong, for a person.
+    pub message: String,
+    /// `error`: the status's reason phrase (`Bad Request`, `Not Found`...); absent from a 500.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<&'static str>,
+}
+
+/// `{"status": "ok"}`: `GET /health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthView {
+    /// `status`: always "ok" (the process answers).
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+}
+
+/// What `GET /ready` found of each dependency.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// `database`: "up" or "down".
+    #[schema(value_type = String, pattern = "^(up|down)$")]
+    pub database: &'static str,
+    /// `redis`: "up", "down", or "not configured" (embedded mode).
+    #[schema(value_type = String, pattern = "^(up|down|not configured)$")]
+    pub redis: &'static str,
+}
+
+/// `{"status": "ok", "checks"}`: `GET /ready` when every dependency answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReadyView {
+    /// `status`: "ok".
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+    /// `checks`.
+    pub checks: ReadyChecks,
+}
+
+/// `GET /ready` when a dependency is down: the error body plus `checks`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotReadyView {
+    /// `statusCode` (503), `message` (naming what is down) and `error`.
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    /// `checks`.
+    pub checks: ReadyChecks,
+}
+
+/// `{"instanceId", "version"}`: `GET /api/instance`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    /// `instanceId`: `INSTANCE_ID`, or one made at start-up.
+    pub instance_id: String,
+    /// `version`: the server's version.
+    #[schema(value_type = String)]
+    pub version: &'static str,
+}
+
 /// `{"id","username","createdAt"}`: `GET /api/me`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeView {
     /// `id`.

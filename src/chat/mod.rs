@@ -283,6 +283,10 @@ impl Chat {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(User, bool)>, AppError> {
+        // No name holds a NUL (PostgreSQL text cannot), and PostgreSQL refuses one in a query.
+        if prefix.contains('\0') {
+            return Ok(Vec::new());
+        }
         let wanted = prefix.to_lowercase();
         let mut online: Vec<User> = presence
             .online_users()

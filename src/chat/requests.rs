@@ -88,19 +88,20 @@ fn parse_limit(value: Option<&Value>) -> Result<usize, AppError> {
 }
 
 impl HistoryRequest {
-    /// The query `?before=<id>&limit=<n>` of a REST history page (empty values count as absent).
+    /// The query `?before=<id>&limit=<n>` of a REST history page. A parameter given empty is
+    /// invalid, as any other value that is not an id or a number in range.
     pub fn from_query(
         peer: Uuid,
         before: Option<&str>,
         limit: Option<&str>,
     ) -> Result<HistoryRequest, AppError> {
-        let before = match before.filter(|b| !b.is_empty()) {
+        let before = match before {
             None => None,
             Some(b) => {
                 Some(Uuid::parse_str(b).map_err(|_| invalid("before must be a message id"))?)
             }
         };
-        let limit = page_limit(limit.filter(|l| !l.is_empty()).map(|l| l.parse().ok()))?;
+        let limit = page_limit(limit.map(|l| l.parse().ok()))?;
         Ok(HistoryRequest {
             peer,
             before,

@@ -1,11 +1,13 @@
-//! Request bodies and the bearer-token extractor. Any body that is not the expected JSON becomes
-//! a 400 with the NestJS error body (axum's own rejections are plain text).
+//! Request input: bodies, path parameters, query strings and the bearer-token extractor. Input
+//! that is not what a route expects becomes a 400 with the NestJS error body (axum's own
+//! rejections are plain text).
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
     http::{header::AUTHORIZATION, request::Parts},
 };
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::{auth, error::AppError, state::AppState, store::User};
@@ -40,6 +42,34 @@ impl JsonObject {
             None | Some(Value::Null) => Err(AppError::Invalid(format!("{name} is required"))),
             Some(_) => Err(AppError::Invalid(format!("{name} must be a string"))),
         }
+    }
+}
+
+/// A query string; one that does not fit `T` (a parameter given twice, say) is a 400.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| AppError::Invalid(e.body_text()))
+    }
+}
+
+/// Path parameters; ones that do not decode (percent-escapes that are not UTF-8) are a 400.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|e| AppError::Invalid(e.body_text()))
     }
 }
 

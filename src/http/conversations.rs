@@ -2,21 +2,35 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::body::CurrentUser;
+use super::body::{CurrentUser, Path, Query};
 use crate::{
     chat::{ConversationEntry, HistoryRequest, MAX_UNREAD},
     error::AppError,
     state::AppState,
-    wire::{ConversationView, MessagePage, MessageView, PeerView, RoomBrief},
+    wire::{ConversationView, ErrorBody, MessagePage, MessageView, PeerView, RoomBrief},
 };
 
 /// The user's direct conversations and rooms, most recent first.
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    operation_id = "listConversations",
+    tag = "conversations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Direct conversations and rooms, most recent first; a room \
+            without messages sorts by its creation", body = Vec<ConversationView>),
+        (status = 401, description = "The token is missing or invalid", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -59,13 +73,37 @@ pub async fn list(
 }
 
 /// Query of a history page.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// A message id of the conversation: the page is the messages just older than it (default:
+    /// the latest).
+    #[param(value_type = Option<Uuid>)]
     pub(super) before: Option<String>,
+    /// How many messages, 1 to 100 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub(super) limit: Option<String>,
 }
 
-/// A page of the conversation with `peer_id`, oldest first.
+/// A page of the caller's conversation with a peer, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{peerId}/messages",
+    operation_id = "getConversationMessages",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(
+        ("peerId" = Uuid, Path, description = "The other user of the conversation"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "The page, oldest first; `hasMore` when older messages exist", body = MessagePage),
+        (status = 400, description = "`before` is not a message id, or `limit` is not 1 to 100", body = ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = ErrorBody),
+        (status = 404, description = "`Unknown peer`: no user has this id", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn messages(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,

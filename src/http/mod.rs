@@ -4,18 +4,19 @@
 mod accounts;
 mod body;
 mod conversations;
+pub mod openapi;
 mod ops;
 mod rooms;
 
 use std::time::Duration;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{DefaultBodyLimit, OriginalUri, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, Uri},
     middleware::Next,
     response::{Html, Response},
-    routing::{get, post},
+    routing::get,
 };
 use tower_http::{
     cors::{AllowHeaders, AllowOrigin, CorsLayer},
@@ -24,29 +25,44 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
 use crate::{config::Config, state::AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The route table. Each `routes!` entry adds a route and its OpenAPI operation together (the
+/// method and path come from the handler's `#[utoipa::path]`), so the description lists exactly
+/// the routes served.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::me))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::messages))
+        .routes(routes!(rooms::room))
+        .routes(routes!(rooms::messages))
+        .routes(routes!(rooms::users))
+        .routes(routes!(ops::instance))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// The OpenAPI description of every route of [`router`].
+pub fn openapi_description() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
 /// Every route of the HTTP API.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let api = Router::new()
-        .route("/auth/register", post(accounts::register))
-        .route("/auth/login", post(accounts::login))
-        .route("/api/me", get(accounts::me))
-        .route("/api/conversations", get(conversations::list))
-        .route(
-            "/api/conversations/{peer_id}/messages",
-            get(conversations::messages),
-        )
-        .route("/api/rooms/{room_id}", get(rooms::room))
-        .route("/api/rooms/{room_id}/messages", get(rooms::messages))
-        .route("/api/users", get(rooms::users))
-        .route("/api/instance", get(ops::instance))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
+    let (api, description) = api_routes().split_for_parts();
+    let api = api
+        .layer(Extension(openapi::Document::new(&description)))
         .layer(DefaultBodyLimit::max(config.max_payload as usize))
         .with_state(state);
     let api = with_web_client(api, &config);

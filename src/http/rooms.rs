@@ -3,18 +3,22 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{body::CurrentUser, conversations::PageQuery};
+use super::{
+    body::{CurrentUser, Path, Query},
+    conversations::PageQuery,
+};
 use crate::{
     chat::{MAX_DIRECTORY_PAGE, requests::RoomHistory},
     error::AppError,
     state::AppState,
-    wire::{MessagePage, PeerView, RoomView},
+    wire::{ErrorBody, MessagePage, PeerView, RoomView},
 };
 
 /// The room id of a path; any other text is a room that does not exist.
@@ -23,6 +27,20 @@ fn room_id(raw: &str) -> Result<Uuid, AppError> {
 }
 
 /// A room the caller is in, with its members.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{roomId}",
+    operation_id = "getRoom",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(("roomId" = Uuid, Path, description = "The room")),
+    responses(
+        (status = 200, description = "The room, each member with its `readUpTo` cursor", body = RoomView),
+        (status = 401, description = "The token is missing or invalid", body = ErrorBody),
+        (status = 404, description = "`Room not found`: no such room, or the caller is not a member (alike)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn room(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -33,6 +51,21 @@ pub async fn room(
 }
 
 /// A page of a room the caller is in, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{roomId}/messages",
+    operation_id = "getRoomMessages",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(("roomId" = Uuid, Path, description = "The room"), PageQuery),
+    responses(
+        (status = 200, description = "The page, oldest first; `hasMore` when older messages exist", body = MessagePage),
+        (status = 400, description = "`before` is not a message id, or `limit` is not 1 to 100", body = ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = ErrorBody),
+        (status = 404, description = "`Room not found`: no such room, or the caller is not a member (alike)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn messages(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -49,19 +82,38 @@ pub async fn messages(
 }
 
 /// Query of the user directory.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
+    /// The start of the names to find, in any case (default: everyone).
+    #[param(value_type = Option<String>)]
     q: Option<String>,
+    /// How many users, 1 to 50 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 
 /// Users whose name starts with `q` (any case), the caller excluded, online first then by name.
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    operation_id = "findUsers",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(DirectoryQuery),
+    responses(
+        (status = 200, description = "Matching users, online first then by name", body = Vec<PeerView>),
+        (status = 400, description = "`limit` is not 1 to 50", body = ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn users(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
     Query(query): Query<DirectoryQuery>,
 ) -> Result<Response, AppError> {
-    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
+    let limit = match query.limit.as_deref() {
         None => 20,
         Some(raw) => raw
             .parse::<usize>()
