@@ -134,8 +134,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 fn socket_builder(config: &Config) -> SocketIoBuilder {
+    let max_payload = config.max_payload as usize;
     SocketIo::builder()
+        // Polling bodies...
         .max_payload(config.max_payload.into())
+        // ...and WebSocket messages, whole and per frame: engineioxide's WebSocket defaults
+        // (64 MiB, 16 MiB) would let a frame far past MAX_PAYLOAD_BYTES be read and handled. A
+        // larger frame closes the connection before its payload is buffered.
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
         // socket.io's own defaults, which every client expects.
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))

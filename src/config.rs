@@ -108,10 +108,10 @@ pub struct Settings {
     /// Folder of the built web client served at / (skipped when missing).
     #[arg(long, env = "WEB_DIR", default_value = "./web/dist")]
     pub web_dir: PathBuf,
-    /// Largest Socket.io packet and HTTP body accepted, in bytes.
+    /// Largest Socket.io packet (a polling body, a WebSocket message or frame) and HTTP body accepted, in bytes.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000, value_parser = parse_range("MAX_PAYLOAD_BYTES", 1024, 100_000_000))]
     pub max_payload_bytes: u32,
-    /// Longest message content, in characters after trimming.
+    /// Longest message content, in characters after trimming (and at most 4 times as many before).
     #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 10_000, value_parser = parse_range("MAX_MESSAGE_CHARS", 1, 1_000_000))]
     pub max_message_chars: u32,
     /// Burst of `message:send` a socket may make before being rate limited.

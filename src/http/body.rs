@@ -1,11 +1,13 @@
-//! Request bodies and the bearer-token extractor. Any body that is not the expected JSON becomes
-//! a 400 with the NestJS error body (axum's own rejections are plain text).
+//! Request input: bodies, path parameters, query strings and the bearer-token extractor. Input
+//! that is not what a route expects becomes a 400 with the NestJS error body (axum's own
+//! rejections are plain text).
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
     http::{header::AUTHORIZATION, request::Parts},
 };
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::{auth, error::AppError, state::AppState, store::User};
@@ -39,6 +41,51 @@ impl JsonObject {
             Some(Value::String(_)) => Err(AppError::Invalid(format!("{name} should not be empty"))),
             None | Some(Value::Null) => Err(AppError::Invalid(format!("{name} is required"))),
             Some(_) => Err(AppError::Invalid(format!("{name} must be a string"))),
+        }
+    }
+}
+
+/// A query string; one that does not fit `T` (a repeated or malformed parameter) is a 400 with
+/// the NestJS body.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(AppError::Invalid(format!(
+                "Invalid query string: {}",
+                // "Failed to deserialize query string: duplicate field `limit`" -> the cause.
+                rejection
+                    .body_text()
+                    .rsplit_once(": ")
+                    .map_or_else(|| rejection.body_text(), |(_, cause)| cause.to_owned())
+            ))),
+        }
+    }
+}
+
+/// A path parameter; one that cannot be decoded (percent-encoded bytes that are not UTF-8) is a
+/// 400 with the NestJS body.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(AppError::Invalid(
+                "Invalid URL: a path parameter is not valid UTF-8 or not of the expected form"
+                    .into(),
+            )),
+            Err(rejection) => Err(AppError::Internal(format!(
+                "path parameters unavailable: {}",
+                rejection.body_text()
+            ))),
         }
     }
 }

@@ -2,13 +2,13 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::body::CurrentUser;
+use super::body::{CurrentUser, Path, Query};
 use crate::{
     chat::{ConversationEntry, HistoryRequest, MAX_UNREAD},
     error::AppError,

@@ -4,6 +4,7 @@
 mod accounts;
 mod body;
 mod conversations;
+mod errors;
 mod ops;
 mod rooms;
 
@@ -13,9 +14,9 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, OriginalUri, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, Uri},
-    middleware::Next,
+    middleware::{self, Next},
     response::{Html, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use tower_http::{
     cors::{AllowHeaders, AllowOrigin, CorsLayer},
@@ -47,9 +48,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        // Never the web client's page: an unknown API path is a JSON 404.
+        .route("/api", any(errors::unknown_route))
+        .route("/api/", any(errors::unknown_route))
+        .route("/api/{*rest}", any(errors::unknown_route))
         .layer(DefaultBodyLimit::max(config.max_payload as usize))
         .with_state(state);
-    let api = with_web_client(api, &config);
+    let api = with_web_client(api, &config)
+        .layer(middleware::from_fn(errors::refuse_overlong_segments))
+        .layer(middleware::from_fn(errors::json_error_bodies));
     api.layer(
         TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: a query string may carry a token.
@@ -71,7 +78,7 @@ fn with_web_client(router: Router, config: &Config) -> Router {
     if index.is_file() {
         router.fallback_service(ServeDir::new(&config.web_dir).fallback(ServeFile::new(index)))
     } else {
-        router.route(
+        router.fallback(errors::unknown_route).route(
             "/",
             get(|| async {
                 Html(

@@ -3,13 +3,16 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{body::CurrentUser, conversations::PageQuery};
+use super::{
+    body::{CurrentUser, Path, Query},
+    conversations::PageQuery,
+};
 use crate::{
     chat::{MAX_DIRECTORY_PAGE, requests::RoomHistory},
     error::AppError,
