@@ -85,6 +85,7 @@ pub async fn serve(
         mode: mode.clone(),
         metrics,
         handshakes: Arc::new(HandshakeGate::new(config.max_handshakes_per_ip)),
+        upgrades: socket::Upgrades::default(),
     };
     let listener = listen(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
@@ -179,11 +180,18 @@ async fn run<A: Adapter>(
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
     let chat = state.chat.clone();
+    let upgrades = state.upgrades.clone();
     let app = http::router(state)
         .layer(layer)
         .layer(middleware::from_fn(http::own_socket_request_head))
+        .layer(middleware::from_fn_with_state(
+            upgrades,
+            socket::track_upgrades,
+        ))
         .layer(http::cors(&config))
-        .layer(middleware::from_fn(http::preflight_no_content));
+        .layer(middleware::from_fn(http::preflight_no_content))
+        // Outermost: every request learns its peer's address and its connection's byte count.
+        .layer(middleware::from_fn(socket::split_peer));
     let io_for_shutdown = io.clone();
     // No Nagle: a small frame (an ack, a message:new) must leave at once, not wait for the
     // peer's delayed ACK (up to 40 ms).
@@ -192,9 +200,11 @@ async fn run<A: Adapter>(
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
+    // Each connection counts the bytes it writes: a socket's backlog (socket/backlog.rs).
+    let listener = socket::CountingListener(listener);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<socket::Peer>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;

@@ -162,6 +162,9 @@ pub struct Settings {
     /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
     pub socket_buffer_packets: u32,
+    /// Outgoing bytes queued per socket (not yet written to its connection); past it the socket is disconnected. At least twice MAX_PAYLOAD_BYTES.
+    #[arg(long, env = "SOCKET_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_range("SOCKET_BUFFER_BYTES", 64 << 10, 1 << 30))]
+    pub socket_buffer_bytes: u32,
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
@@ -227,6 +230,8 @@ pub struct Config {
     pub max_handshakes_per_ip: u32,
     /// Outgoing packets buffered per socket.
     pub socket_buffer_packets: u32,
+    /// Outgoing bytes queued per socket.
+    pub socket_buffer_bytes: u64,
     /// Room sizes.
     pub rooms: RoomLimits,
     /// Log format.
@@ -295,6 +300,15 @@ impl Settings {
             }
             _ => None,
         };
+        if u64::from(self.socket_buffer_bytes) < 2 * u64::from(self.max_payload_bytes) {
+            // One event can be as large as a packet: a smaller bound would disconnect a reader
+            // for a single large message before its connection had a chance to write it.
+            bail!(
+                "SOCKET_BUFFER_BYTES ({}) must be at least twice MAX_PAYLOAD_BYTES ({})",
+                self.socket_buffer_bytes,
+                self.max_payload_bytes
+            );
+        }
         let jwt_secret = self.jwt_secret.filter(|s| !s.is_empty());
         if redis_url.is_some() {
             if matches!(database, Database::Sqlite(_)) {
@@ -359,6 +373,7 @@ impl Settings {
             max_sockets_per_user: self.max_sockets_per_user,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
             socket_buffer_packets: self.socket_buffer_packets,
+            socket_buffer_bytes: self.socket_buffer_bytes.into(),
             rooms: RoomLimits {
                 max_members: self.room_max_members,
                 max_rooms_per_user: self.max_rooms_per_user,

@@ -3,12 +3,14 @@
 //! events to every socket of some users, on every instance. Everything is generic over the adapter,
 //! so the same code serves the in-process adapter (embedded) and the Redis adapter (cluster).
 
+mod backlog;
 mod connection;
 mod deliver;
 mod events;
 mod ratelimit;
 mod user;
 
+pub use backlog::{CountingListener, Peer, Upgrades, split_peer, track_upgrades};
 pub use deliver::serve_bus;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_core::adapter::DefinedAdapter;
