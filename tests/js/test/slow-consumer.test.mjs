@@ -119,11 +119,42 @@ async function slowReader(w, t, { senderUrl, readerUrl, server, metricsUrls }) {
   // The socket works again.
   const back = await send(alice.socket, bob.user.id, 'welcome back');
   await eventually(() => inbox.some((m) => m.id === back.id), 'bob gets new messages again', 10_000);
+  await sleep(10_000);
+  const end = await processStats(server);
+  t.diagnostic(`reader instance RSS 10 s after the reader caught up: ${MiB(end.rssBytes)} MiB`);
 }
 
 forEachMode((mode) => {
   test('a paused socket sent 150 x 990 KB is disconnected once its queued bytes pass SOCKET_BUFFER_BYTES, counted once; it reconnects and message:sync gives every message once', withServer({ mode, env: ENV }, async (w, t) => {
     await slowReader(w, t, { senderUrl: w.url, readerUrl: w.url, server: w.server, metricsUrls: [w.url] });
+  }));
+});
+
+forEachMode((mode) => {
+  test('a socket that upgraded from long-polling is counted on its WebSocket: reading, it takes 20 x 990 KB without a disconnect; paused, it is disconnected', withServer({ mode, env: ENV }, async (w) => {
+    const alice = await w.online(randomName('alice'));
+    const { user, token } = await w.user(randomName('bob'));
+    const bob = await w.connect(token, { transports: ['polling', 'websocket'] });
+    await eventually(() => bob.io.engine.transport.name === 'websocket', 'the socket upgraded', 10_000);
+    const inbox = recordEvents(bob, 'message:new');
+
+    // Reading: well past 8 MiB in total, and never more than a message or two queued.
+    const sent = [];
+    for (let i = 0; i < 20; i++) sent.push(await send(alice.socket, user.id, bigContent(i)));
+    await eventually(() => inbox.length === sent.length, 'bob reads every message', 60_000, 100);
+    assert.ok(bob.connected);
+    assert.equal(await metric(w.url, 'nexus_socket_buffer_bytes_exceeded_total'), 0, 'a reading socket is never found slow');
+
+    // Paused: found.
+    const disconnected = waitForEvent(bob, 'disconnect', () => true, 300_000);
+    pause(bob);
+    for (let i = 0; i < 60; i++) {
+      await send(alice.socket, user.id, bigContent(100 + i));
+      if (await metric(w.url, 'nexus_socket_buffer_bytes_exceeded_total')) break;
+    }
+    assert.equal(await metric(w.url, 'nexus_socket_buffer_bytes_exceeded_total'), 1, 'the paused upgraded socket is found slow');
+    resume(bob);
+    await disconnected;
   }));
 });
 
