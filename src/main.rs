@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: after a burst of large messages glibc's malloc kept
-/// the memory (see docs/DECISIONS.md, "Limits"), mimalloc gives it back.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; a malformed one is reported below by the setting it breaks.
