@@ -86,6 +86,7 @@ pub async fn serve(
         mode: mode.clone(),
         metrics,
         handshakes: Arc::new(HandshakeGate::new(config.max_handshakes_per_ip)),
+        upgrades: socket::Upgrades::default(),
     };
     let listener = listen(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
@@ -135,8 +136,15 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 fn socket_builder(config: &Config) -> SocketIoBuilder {
+    let max_payload = config.max_payload as usize;
     SocketIo::builder()
+        // Polling bodies...
         .max_payload(config.max_payload.into())
+        // ...and WebSocket messages, whole and per frame: engineioxide's WebSocket defaults
+        // (64 MiB, 16 MiB) would let a frame far past MAX_PAYLOAD_BYTES be read and handled. A
+        // larger frame closes the connection before its payload is buffered.
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
         // socket.io's own defaults, which every client expects.
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
@@ -174,11 +182,18 @@ async fn run<A: Adapter>(
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
     let chat = state.chat.clone();
+    let upgrades = state.upgrades.clone();
     let app = http::router(state)
         .layer(layer)
         .layer(middleware::from_fn(http::own_socket_request_head))
+        .layer(middleware::from_fn_with_state(
+            upgrades,
+            socket::track_upgrades,
+        ))
         .layer(http::cors(&config))
-        .layer(middleware::from_fn(http::preflight_no_content));
+        .layer(middleware::from_fn(http::preflight_no_content))
+        // Outermost: every request learns its peer's address and its connection's byte count.
+        .layer(middleware::from_fn(socket::split_peer));
     let io_for_shutdown = io.clone();
     // No Nagle: a small frame (an ack, a message:new) must leave at once, not wait for the
     // peer's delayed ACK (up to 40 ms).
@@ -187,9 +202,11 @@ async fn run<A: Adapter>(
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
+    // Each connection counts the bytes it writes: a socket's backlog (socket/backlog.rs).
+    let listener = socket::CountingListener(listener);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<socket::Peer>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;

@@ -128,10 +128,10 @@ pub struct Settings {
     /// Folder of the built web client served at / (skipped when missing).
     #[arg(long, env = "WEB_DIR", default_value = "./web/dist")]
     pub web_dir: PathBuf,
-    /// Largest Socket.io packet and HTTP body accepted, in bytes.
+    /// Largest Socket.io packet (a polling body, a WebSocket message or frame) and HTTP body accepted, in bytes.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000, value_parser = parse_range("MAX_PAYLOAD_BYTES", 1024, 100_000_000))]
     pub max_payload_bytes: u32,
-    /// Longest message content, in characters after trimming.
+    /// Longest message content, in characters after trimming (and at most 4 times as many before).
     #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 10_000, value_parser = parse_range("MAX_MESSAGE_CHARS", 1, 1_000_000))]
     pub max_message_chars: u32,
     /// Burst of `message:send` a socket may make before being rate limited.
@@ -193,6 +193,9 @@ pub struct Settings {
     /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
     pub socket_buffer_packets: u32,
+    /// Outgoing bytes queued per socket (not yet written to its connection); past it the socket is disconnected. At least twice MAX_PAYLOAD_BYTES.
+    #[arg(long, env = "SOCKET_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_range("SOCKET_BUFFER_BYTES", 64 << 10, 1 << 30))]
+    pub socket_buffer_bytes: u32,
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
@@ -264,6 +267,8 @@ pub struct Config {
     pub max_handshakes_per_ip: u32,
     /// Outgoing packets buffered per socket.
     pub socket_buffer_packets: u32,
+    /// Outgoing bytes queued per socket.
+    pub socket_buffer_bytes: u64,
     /// Room sizes.
     pub rooms: RoomLimits,
     /// Log format.
@@ -332,6 +337,15 @@ impl Settings {
             }
             _ => None,
         };
+        if u64::from(self.socket_buffer_bytes) < 2 * u64::from(self.max_payload_bytes) {
+            // One event can be as large as a packet: a smaller bound would disconnect a reader
+            // for a single large message before its connection had a chance to write it.
+            bail!(
+                "SOCKET_BUFFER_BYTES ({}) must be at least twice MAX_PAYLOAD_BYTES ({})",
+                self.socket_buffer_bytes,
+                self.max_payload_bytes
+            );
+        }
         let jwt_secret = self.jwt_secret.filter(|s| !s.is_empty());
         if redis_url.is_some() {
             if matches!(database, Database::Sqlite(_)) {
@@ -399,6 +413,7 @@ impl Settings {
             max_sockets_per_user: self.max_sockets_per_user,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
             socket_buffer_packets: self.socket_buffer_packets,
+            socket_buffer_bytes: self.socket_buffer_bytes.into(),
             rooms: RoomLimits {
                 max_members: self.room_max_members,
                 max_rooms_per_user: self.max_rooms_per_user,

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub logins_throttled: AtomicU64,
     /// Sockets disconnected because they could not take what was sent to them.
     pub slow_consumers_disconnected: AtomicU64,
+    /// Of those, the sockets whose queued bytes passed `SOCKET_BUFFER_BYTES`.
+    pub socket_buffer_bytes_exceeded: AtomicU64,
     /// `conversation:read` calls that reached the cursor writer.
     pub cursor_moves: AtomicU64,
     /// Batches the cursor writer stored (one transaction each).
@@ -119,6 +121,7 @@ impl Default for Metrics {
             handshakes_refused: AtomicU64::new(0),
             logins_throttled: AtomicU64::new(0),
             slow_consumers_disconnected: AtomicU64::new(0),
+            socket_buffer_bytes_exceeded: AtomicU64::new(0),
             cursor_moves: AtomicU64::new(0),
             cursor_batches: AtomicU64::new(0),
             typing_dropped: AtomicU64::new(0),
@@ -249,7 +252,7 @@ impl Metrics {
         counter(
             &mut out,
             "nexus_slow_consumers_disconnected_total",
-            "Sockets disconnected because their outgoing buffer was full.",
+            "Sockets disconnected because their outgoing buffer was full (packets or bytes).",
             &self.slow_consumers_disconnected,
         );
         counter(
@@ -287,6 +290,12 @@ impl Metrics {
             "nexus_access_refresh_errors_total",
             "Polls of the database's access log that failed; the revocations known before stay in force.",
             &self.access_refresh_errors,
+        );
+        counter(
+            &mut out,
+            "nexus_socket_buffer_bytes_exceeded_total",
+            "Sockets disconnected because their queued bytes passed SOCKET_BUFFER_BYTES.",
+            &self.socket_buffer_bytes_exceeded,
         );
         out
     }

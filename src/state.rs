@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Accounts, chat::Chat, config::Config, limits::HandshakeGate, metrics::Metrics,
-    mode::Mode, presence::Presence, store::Store,
+    mode::Mode, presence::Presence, socket::Upgrades, store::Store,
 };
 
 /// Shared state of the HTTP and Socket.io handlers; cheap to clone.
@@ -27,4 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Socket.io handshakes in progress per client address.
     pub handshakes: Arc<HandshakeGate>,
+    /// The connections of WebSocket upgrades, for the sockets' byte backlogs.
+    pub upgrades: Upgrades,
 }

@@ -80,6 +80,29 @@ pub struct ChatLimits {
     pub rooms: RoomLimits,
 }
 
+/// The content rule of every send: 1 to `max_chars` characters after trimming, and at most
+/// `4 × max_chars` before (the content is stored as sent, so whitespace around it must not be
+/// a way to store megabytes in a "1-character" message).
+pub fn check_content(content: &str, max_chars: usize) -> Result<(), AppError> {
+    let max_raw = max_chars.saturating_mul(4);
+    // A character is at least one byte: short content needs no count.
+    if content.len() > max_raw && content.chars().count() > max_raw {
+        return Err(AppError::ContentTooLong(format!(
+            "content is longer than {max_raw} characters before trimming"
+        )));
+    }
+    let trimmed = content.trim();
+    if trimmed.is_empty() {
+        return Err(AppError::Invalid("content must not be empty".into()));
+    }
+    if trimmed.len() > max_chars && trimmed.chars().count() > max_chars {
+        return Err(AppError::ContentTooLong(format!(
+            "content is longer than {max_chars} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Chat operations over the store.
 pub struct Chat {
     store: Store,
@@ -120,19 +143,9 @@ impl Chat {
         &self.rooms
     }
 
-    /// The content rule of every send: 1 to `MAX_MESSAGE_CHARS` characters after trimming.
+    /// The content rule of every send (see [`check_content`]).
     fn check_content(&self, content: &str) -> Result<(), AppError> {
-        let trimmed = content.trim();
-        if trimmed.is_empty() {
-            return Err(AppError::Invalid("content must not be empty".into()));
-        }
-        if trimmed.chars().count() > self.limits.max_chars {
-            return Err(AppError::ContentTooLong(format!(
-                "content is longer than {} characters",
-                self.limits.max_chars
-            )));
-        }
-        Ok(())
+        check_content(content, self.limits.max_chars)
     }
 
     /// Stores a validated message through the group commit; returns only after the commit, and
@@ -311,5 +324,43 @@ impl Chat {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(content: &str, max: usize) -> Option<&'static str> {
+        check_content(content, max).err().map(|e| e.code())
+    }
+
+    #[test]
+    fn content_is_bounded_after_and_before_trimming() {
+        assert_eq!(code("x", 10), None);
+        assert_eq!(code(&"x".repeat(10), 10), None);
+        assert_eq!(code(&"x".repeat(11), 10), Some("content_too_long"));
+        assert_eq!(code("   ", 10), Some("invalid_payload"));
+        // 4 x max before trimming is still fine...
+        assert_eq!(code(&format!("{}x", " ".repeat(39)), 10), None);
+        // ...one more character of whitespace is not, whatever is left after trimming.
+        assert_eq!(
+            code(&format!("{}x", " ".repeat(40)), 10),
+            Some("content_too_long")
+        );
+        assert_eq!(code(&" ".repeat(41), 10), Some("content_too_long"));
+        // The case at the default limit: 900,000 spaces and one character.
+        let padded = format!("{}x", " ".repeat(900_000));
+        assert_eq!(code(&padded, 10_000), Some("content_too_long"));
+    }
+
+    #[test]
+    fn content_limits_count_characters_not_bytes() {
+        // 10 four-byte characters are 10 characters, 40 bytes.
+        assert_eq!(code(&"😀".repeat(10), 10), None);
+        assert_eq!(code(&"😀".repeat(11), 10), Some("content_too_long"));
+        // 30 spaces around 10 emoji: 40 characters (70 bytes) before trimming.
+        let padded = format!("{}{}{}", " ".repeat(15), "😀".repeat(10), " ".repeat(15));
+        assert_eq!(code(&padded, 10), None);
     }
 }

@@ -45,31 +45,48 @@ impl JsonObject {
     }
 }
 
-/// A query string; one that does not fit `T` (a parameter given twice, say) is a 400.
+/// A query string; one that does not fit `T` (a repeated or malformed parameter) is a 400 with
+/// the NestJS body.
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|e| AppError::Invalid(e.body_text()))
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(AppError::Invalid(format!(
+                "Invalid query string: {}",
+                // "Failed to deserialize query string: duplicate field `limit`" -> the cause.
+                rejection
+                    .body_text()
+                    .rsplit_once(": ")
+                    .map_or_else(|| rejection.body_text(), |(_, cause)| cause.to_owned())
+            ))),
+        }
     }
 }
 
-/// Path parameters; ones that do not decode (percent-escapes that are not UTF-8) are a 400.
+/// A path parameter; one that cannot be decoded (percent-encoded bytes that are not UTF-8) is a
+/// 400 with the NestJS body.
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|e| AppError::Invalid(e.body_text()))
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(AppError::Invalid(
+                "Invalid URL: a path parameter is not valid UTF-8 or not of the expected form"
+                    .into(),
+            )),
+            Err(rejection) => Err(AppError::Internal(format!(
+                "path parameters unavailable: {}",
+                rejection.body_text()
+            ))),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod accounts;
 mod body;
 mod conversations;
 pub mod openapi;
+mod errors;
 mod ops;
 mod rooms;
 
@@ -14,9 +15,9 @@ use axum::{
     Extension, Router,
     extract::{DefaultBodyLimit, OriginalUri, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, Uri},
-    middleware::Next,
+    middleware::{self, Next},
     response::{Html, Response},
-    routing::get,
+    routing::{any, get},
 };
 use tower_http::{
     cors::{AllowHeaders, AllowOrigin, CorsLayer},
@@ -63,9 +64,15 @@ pub fn router(state: AppState) -> Router {
     let (api, description) = api_routes().split_for_parts();
     let api = api
         .layer(Extension(openapi::Document::new(&description)))
+        // Never the web client's page: an unknown API path is a JSON 404.
+        .route("/api", any(errors::unknown_route))
+        .route("/api/", any(errors::unknown_route))
+        .route("/api/{*rest}", any(errors::unknown_route))
         .layer(DefaultBodyLimit::max(config.max_payload as usize))
         .with_state(state);
-    let api = with_web_client(api, &config);
+    let api = with_web_client(api, &config)
+        .layer(middleware::from_fn(errors::refuse_overlong_segments))
+        .layer(middleware::from_fn(errors::json_error_bodies));
     api.layer(
         TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: a query string may carry a token.
@@ -87,7 +94,7 @@ fn with_web_client(router: Router, config: &Config) -> Router {
     if index.is_file() {
         router.fallback_service(ServeDir::new(&config.web_dir).fallback(ServeFile::new(index)))
     } else {
-        router.route(
+        router.fallback(errors::unknown_route).route(
             "/",
             get(|| async {
                 Html(

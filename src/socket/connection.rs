@@ -13,7 +13,7 @@ use socketioxide::{
 };
 use tracing::Instrument;
 
-use super::{events, ratelimit::TokenBucket, user::SocketUser, user_room};
+use super::{backlog::Backlog, events, ratelimit::TokenBucket, user::SocketUser, user_room};
 use crate::{auth, error::AppError, metrics::inc, presence::Admission, state::AppState};
 
 /// Why a handshake was refused; its text is the client's `connect_error` message.
@@ -113,6 +113,9 @@ async fn admit<A: Adapter>(
     };
     let bucket = TokenBucket::new(config.rate_limit_burst, config.rate_limit_per_sec);
     let me = SocketUser::new(user, bucket, presence);
+    // Before the socket joins its rooms, so that every delivery to it is charged.
+    s.extensions
+        .insert(std::sync::Arc::new(Backlog::for_handshake(s.req_parts())));
     join_and_listen(s, &me);
     app.metrics.sockets_connected.fetch_add(1, Relaxed);
     me.presence.watch_handshake(

@@ -3,12 +3,14 @@
 //! writes to its own sockets one by one, and in cluster mode one bus message asks every other
 //! instance to do the same for theirs. Writing socket by socket is how a socket whose outgoing
 //! buffer is full (a reader that stopped reading) is found, counted, logged and disconnected,
-//! on whichever instance it is, instead of silently missing events.
+//! on whichever instance it is, instead of silently missing events. Full means
+//! `SOCKET_BUFFER_PACKETS` packets, or more than `SOCKET_BUFFER_BYTES` bytes not yet written to
+//! its connection (see `backlog.rs`).
 //!
 //! An event of a room carries the membership version it was decided under; an instance that
 //! already knows a later membership leaves out whoever is no longer a member.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -18,11 +20,10 @@ use socketioxide::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::user_room;
+use super::{backlog::Backlog, user_room};
 use crate::{
-    chat::RoomDirectory,
     cluster::{Inbound, RoomVersion},
-    metrics::{Metrics, inc},
+    metrics::inc,
     state::AppState,
 };
 
@@ -86,7 +87,7 @@ async fn send<A: Adapter, T: Serialize + ?Sized>(
             return;
         }
     };
-    to_local_sockets(io, app.chat.rooms(), event, &payload, to, &app.metrics);
+    to_local_sockets(io, app, event, &payload, to);
     // The socket left out is on this instance, so the others serve every socket they have.
     if let Some(bus) = app.mode.bus()
         && let Err(err) = bus.deliver(event, to.users, to.room, &payload).await
@@ -100,12 +101,13 @@ async fn send<A: Adapter, T: Serialize + ?Sized>(
 /// Writes the event to this instance's sockets of `to`.
 fn to_local_sockets<A: Adapter>(
     io: &SocketIo<A>,
-    rooms: &RoomDirectory,
+    app: &AppState,
     event: &str,
     payload: &RawValue,
     to: Recipients<'_>,
-    metrics: &Metrics,
 ) {
+    let metrics = &app.metrics;
+    let rooms = app.chat.rooms();
     // `None` once the namespace is closed: shutting down. Stored messages are recovered with
     // message:sync after the reconnect.
     let Some(all) = io.of("/") else {
@@ -122,21 +124,47 @@ fn to_local_sockets<A: Adapter>(
         .local()
         .within(users.iter().map(|u| user_room(*u)).collect::<Vec<_>>())
         .sockets();
+    // What the socket's connection writes for this event: `42["<event>",<payload>]` in a
+    // WebSocket frame (header of at most 10 bytes).
+    let size = payload.get().len() + event.len() + 16;
+    let bound = app.config.socket_buffer_bytes;
     let mut slow = Vec::new();
     for socket in sockets {
         if Some(socket.id) == to.except {
             continue;
         }
+        let backlog = socket.extensions.get::<Arc<Backlog>>();
         match socket.emit(event, payload) {
-            Ok(()) => {}
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => slow.push(socket),
+            Ok(()) => {
+                if let Some(backlog) = backlog
+                    && let Some(queued) = backlog.charge(&socket, &app.upgrades, size)
+                    && queued > bound
+                {
+                    slow.push((socket, Some(backlog), Some(queued)));
+                }
+            }
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                slow.push((socket, backlog, None));
+            }
             Err(err) => tracing::debug!(sid = %socket.id, error = %err, event, "event not sent"),
         }
     }
     inc(&metrics.messages_delivered);
-    for socket in slow {
+    for (socket, backlog, queued) in slow {
+        // A socket found slow by several deliveries before its disconnect is counted once.
+        if backlog.is_some_and(|b| !b.trip()) {
+            continue;
+        }
         inc(&metrics.slow_consumers_disconnected);
-        tracing::warn!(sid = %socket.id, "slow consumer: outgoing buffer full, disconnecting");
+        match queued {
+            Some(bytes) => {
+                inc(&metrics.socket_buffer_bytes_exceeded);
+                tracing::warn!(sid = %socket.id, queued_bytes = bytes, bound, "slow consumer: queued bytes over SOCKET_BUFFER_BYTES, disconnecting");
+            }
+            None => {
+                tracing::warn!(sid = %socket.id, "slow consumer: outgoing buffer full, disconnecting")
+            }
+        }
         disconnect_when_possible(socket);
     }
 }
@@ -174,7 +202,7 @@ pub async fn serve_bus<A: Adapter>(
                     room,
                     except: None,
                 };
-                to_local_sockets(&io, app.chat.rooms(), &event, &payload, to, &app.metrics);
+                to_local_sockets(&io, &app, &event, &payload, to);
             }
             Inbound::Members {
                 room,

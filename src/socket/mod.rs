@@ -4,6 +4,7 @@
 //! so the same code serves the in-process adapter (embedded) and the Redis adapter (cluster).
 
 mod access;
+mod backlog;
 mod connection;
 mod deliver;
 mod events;
@@ -11,6 +12,7 @@ pub(crate) mod ratelimit;
 mod user;
 
 pub use access::watch_access;
+pub use backlog::{CountingListener, Peer, Upgrades, split_peer, track_upgrades};
 pub use deliver::serve_bus;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_core::adapter::DefinedAdapter;
