@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 
 use crate::procstat;
 
+/// Transactions the probe's own `psql` sessions add between two readings (measured with idle
+/// servers).
+const PROBE_TRANSACTIONS: f64 = 4.0;
+
 /// One reading.
 #[derive(Debug, Clone, Default)]
 pub struct PgSample {
@@ -59,8 +63,8 @@ pub fn sample(url: &str) -> Option<PgSample> {
 
 /// PostgreSQL's side of a run: CPU of the backends seen at the start (still alive at the end)
 /// and the counter deltas. The counters are read after a pause: backends report their
-/// statistics when idle, at most about once a second. The probe's own two queries per reading
-/// are subtracted.
+/// statistics when idle, at most about once a second. The probe's own `psql` sessions are
+/// subtracted: with idle servers, the two readings differ by 4 transactions.
 pub async fn delta(url: &str, before: &PgSample) -> Option<Value> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = sample(url)?;
@@ -69,7 +73,7 @@ pub async fn delta(url: &str, before: &PgSample) -> Option<Value> {
     Some(json!({
         "backends": before.pids.len(),
         "cpu_secs": (cpu - cpu_before).max(0.0),
-        "transactions": (after.transactions - before.transactions - 2.0).max(0.0),
+        "transactions": (after.transactions - before.transactions - PROBE_TRANSACTIONS).max(0.0),
         "rows_written": (after.rows_written - before.rows_written).max(0.0),
     }))
 }

@@ -38,8 +38,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Per-socket state (e.g. what this socket already received, for duplicates).
     type State: Default + Send + 'static;
     /// An event `body` (`["name", ...]`) arrived at socket `socket` at `now_us`; may answer.
-    fn event(&self, socket: u32, state: &mut Self::State, body: &str, now_us: u64)
-    -> Option<Emit>;
+    fn event(&self, socket: u32, state: &mut Self::State, body: &str, now_us: u64) -> Option<Emit>;
     /// The ack of an [`Emit`] tagged `tag` arrived with argument array `body`.
     fn ack(&self, socket: u32, state: &mut Self::State, tag: (u8, u32), body: &str, now_us: u64);
 }
@@ -141,23 +140,18 @@ async fn socket_loop<H: Handler>(
                 Some(Ok(Message::Text(t))) => {
                     let now = sio::now_us();
                     match sio::parse(t.as_str()) {
-                        Packet::Ping => {
-                            if ws.send(sio::pong()).await.is_err() {
-                                return;
-                            }
-                        }
+                        Packet::Ping if ws.send(sio::pong()).await.is_err() => return,
                         Packet::Ack(id, body) => {
                             if let Some(tag) = pending.remove(&id) {
                                 handler.ack(idx, &mut state, tag, body, now);
                             }
                         }
                         Packet::Event(body) => {
-                            if let Some(answer) = handler.event(idx, &mut state, body, now) {
-                                if feed(&mut ws, &mut pending, &mut next_ack, answer).await.is_err()
-                                    || ws.flush().await.is_err()
-                                {
-                                    return;
-                                }
+                            if let Some(answer) = handler.event(idx, &mut state, body, now)
+                                && (feed(&mut ws, &mut pending, &mut next_ack, answer).await.is_err()
+                                    || ws.flush().await.is_err())
+                            {
+                                return;
                             }
                         }
                         Packet::Close | Packet::Disconnect => return,
@@ -218,7 +212,10 @@ pub async fn call(ws: &mut Ws, id: u64, event: &str, json: &str) -> anyhow::Resu
         .await
         .with_context(|| format!("{event}: no ack within 30 s"))??;
     if body.starts_with("[{\"error\"") {
-        bail!("{event} failed: {}", body.chars().take(200).collect::<String>());
+        bail!(
+            "{event} failed: {}",
+            body.chars().take(200).collect::<String>()
+        );
     }
     Ok(body)
 }

@@ -122,7 +122,9 @@ impl Ledger {
 
     /// Entries claimed so far (the next entry's number).
     pub fn len(&self) -> u64 {
-        self.next.load(Ordering::Relaxed).min(self.entries.len() as u64)
+        self.next
+            .load(Ordering::Relaxed)
+            .min(self.entries.len() as u64)
     }
 
     /// Claims the next entry, due at `intended_us`, expecting `expected` deliveries; None when
@@ -405,7 +407,10 @@ mod tests {
         })
         .await;
         assert_eq!(n, 20);
-        assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 > w[0].1));
+        assert!(
+            seen.windows(2)
+                .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 > w[0].1)
+        );
         assert_eq!(seen[10].1 - seen[0].1, 5000);
         let stopped = open_loop(1e6, 100, |k, _| k < 4).await;
         assert_eq!(stopped, 4);

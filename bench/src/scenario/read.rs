@@ -83,7 +83,7 @@ impl Handler for Reads {
             Some("message:new") => {
                 let slot = stamp_slot(body).filter(|&s| self.messages.is_claimed(s))?;
                 // The reader is the odd socket of the pair; the sender's own copy is not marked.
-                if socket % 2 == 0 {
+                if socket.is_multiple_of(2) {
                     return None;
                 }
                 let first = self.messages.delivered(slot) == 0;
@@ -102,11 +102,13 @@ impl Handler for Reads {
                     ack: Some((MARK, mark)),
                 })
             }
-            Some("conversation:read") if socket % 2 == 0 => {
+            Some("conversation:read") if socket.is_multiple_of(2) => {
                 let up_to = str_field(body, "upTo")?;
-                match sent.by_id.remove(up_to).map(|s| {
-                    self.mark_of[s as usize].load(Ordering::Relaxed)
-                }) {
+                match sent
+                    .by_id
+                    .remove(up_to)
+                    .map(|s| self.mark_of[s as usize].load(Ordering::Relaxed))
+                {
                     Some(m) if m > 0 => self.marks.deliver(m - 1, now, false),
                     _ => {
                         self.unmatched_receipts.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +236,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
                 o.insert(to_key.into(), v);
             }
         }
-        for k in ["delivery_cdf", "lost_after_ack", "expected_deliveries", "delivered_per_sec"] {
+        for k in [
+            "delivery_cdf",
+            "lost_after_ack",
+            "expected_deliveries",
+            "delivered_per_sec",
+        ] {
             o.remove(k);
         }
     }

@@ -158,7 +158,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let state = Arc::new(Typing {
         ledger: Ledger::new(total as usize + 16, 1),
         layout,
-        index: ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect(),
+        index: ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect(),
         strays: AtomicU64::new(0),
         unmatched: AtomicU64::new(0),
     });
@@ -189,7 +193,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let payloads: Vec<String> = (0..layout.total)
         .map(|t| {
             if t < layout.in_rooms {
-                format!("{{\"roomId\":\"{}\",\"typing\":true}}", room_ids[t / layout.size])
+                format!(
+                    "{{\"roomId\":\"{}\",\"typing\":true}}",
+                    room_ids[t / layout.size]
+                )
             } else {
                 let peer = layout.in_rooms + ((t - layout.in_rooms) ^ 1);
                 format!("{{\"receiverId\":\"{}\",\"typing\":true}}", ids[peer])
@@ -238,7 +245,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let cpu = after.cpu_secs - before.cpu_secs;
     let mut r = tally.to_json();
     let obj = r.as_object_mut().expect("object");
-    for k in ["acked", "ack_errors", "first_error", "unacked", "ack_ms", "lost_after_ack"] {
+    for k in [
+        "acked",
+        "ack_errors",
+        "first_error",
+        "unacked",
+        "ack_ms",
+        "lost_after_ack",
+    ] {
         obj.remove(k);
     }
     obj.insert(
