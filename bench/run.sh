@@ -86,6 +86,9 @@ if [[ $MODE == quick ]]; then
   D_RAMP_START=200 D_RAMP_FACTOR=2 D_RAMP_MAX=800 D_RAMP_STEP=1
   D_STORM=50 D_STORM_WITHIN=2
   D_HIST_MSGS=5000 D_HIST_CONVS=10 D_HIST_REQS=200
+  D_ROOMS=3 D_ROOM_SIZE=20 D_ROOM_RATE=30 D_ROOM_SECS=2
+  D_READERS=15 D_READ_RATE=200 D_READ_SECS=2
+  D_TYPISTS=40 D_TYPING_ROOM_SIZE=10 D_TYPING_RATE=3 D_TYPING_SECS=2
   D_SOURCE_IPS=2
 else
   D_USERS=4000 D_CONN=9000 D_CONN_USERS=100 D_CONN_RATE=600
@@ -93,14 +96,20 @@ else
   D_RAMP_START=200 D_RAMP_FACTOR=1.5 D_RAMP_MAX=200000 D_RAMP_STEP=4
   D_STORM=3000 D_STORM_WITHIN=10
   D_HIST_MSGS=1000000 D_HIST_CONVS=100 D_HIST_REQS=3000
+  D_ROOMS=10 D_ROOM_SIZE=100 D_ROOM_RATE=100 D_ROOM_SECS=10
+  D_READERS=150 D_READ_RATE=1000 D_READ_SECS=10
+  D_TYPISTS=1000 D_TYPING_ROOM_SIZE=10 D_TYPING_RATE=3 D_TYPING_SECS=10
   D_SOURCE_IPS=4
 fi
 for p in USERS CONN CONN_USERS CONN_RATE DM_RATE DM_SECS DM_WARMUP SENDERS RAMP_START RAMP_FACTOR \
-         RAMP_MAX RAMP_STEP STORM STORM_WITHIN HIST_MSGS HIST_CONVS HIST_REQS SOURCE_IPS; do
+         RAMP_MAX RAMP_STEP STORM STORM_WITHIN HIST_MSGS HIST_CONVS HIST_REQS SOURCE_IPS \
+         ROOMS ROOM_SIZE ROOM_RATE ROOM_SECS READERS READ_RATE READ_SECS \
+         TYPISTS TYPING_ROOM_SIZE TYPING_RATE TYPING_SECS; do
   def="D_$p"; env="BENCH_$p"
   printf -v "$p" '%s' "${!env:-${!def}}"
 done
-(( USERS >= STORM && USERS >= SENDERS + 2 * HIST_CONVS )) || { echo "run.sh: BENCH_USERS too small" >&2; exit 2; }
+(( USERS >= STORM && USERS >= SENDERS + 2 * HIST_CONVS && USERS >= ROOM_SIZE && USERS >= 2 * READERS \
+   && USERS >= TYPISTS )) || { echo "run.sh: BENCH_USERS too small" >&2; exit 2; }
 
 # Sockets need descriptors on both ends; raise the soft limit as far as this machine allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -178,6 +187,15 @@ side_args() { # side -> common options
     echo --side node --urls "$NODE_URL_LIST" --pids "$NODE_PID_LIST" --users "$WORK/users-node.json"
   fi
 }
+side_db() { # side -> its database URL
+  if [[ $1 == nexus ]]; then echo "$PG/$DB_OURS"; else echo "$PG/$DB_NODE"; fi
+}
+both_db() { # scenario args... (as both, with --database-url of the side)
+  for side in nexus node; do
+    # shellcheck disable=SC2046
+    "$NB" "$@" $(side_args $side) --database-url "$(side_db $side)" --results "$RESULTS" >/dev/null
+  done
+}
 both() { # scenario args... (run against each side, ours first)
   for side in nexus node; do
     # shellcheck disable=SC2046
@@ -197,6 +215,17 @@ both dm --rate "$DM_RATE" --duration "$DM_SECS" --warmup "$DM_WARMUP" --senders 
 
 log "ramp: from $RAMP_START msg/s x$RAMP_FACTOR per ${RAMP_STEP}s step"
 both ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" --max "$RAMP_MAX" --step-secs "$RAMP_STEP" --senders "$SENDERS"
+
+WARM="$([[ $MODE == quick ]] && echo 1 || echo 2)"
+log "rooms: $ROOMS rooms of $ROOM_SIZE members, $ROOM_RATE msg/s for $ROOM_SECS s"
+both_db rooms --rooms "$ROOMS" --room-size "$ROOM_SIZE" --rate "$ROOM_RATE" --duration "$ROOM_SECS" --warmup "$WARM"
+
+log "read: $READERS readers marking each of $READ_RATE msg/s for $READ_SECS s"
+both_db read --readers "$READERS" --rate "$READ_RATE" --duration "$READ_SECS" --warmup "$WARM"
+
+log "typing: $TYPISTS typists at $TYPING_RATE/s (rooms of $TYPING_ROOM_SIZE and pairs) for $TYPING_SECS s"
+both_db typing --typists "$TYPISTS" --room-size "$TYPING_ROOM_SIZE" --per-typist "$TYPING_RATE" \
+  --duration "$TYPING_SECS" --warmup "$WARM"
 
 log "storm: $STORM users within $STORM_WITHIN s"
 both storm --count "$STORM" --within "$STORM_WITHIN" --source-ips "$SOURCE_IPS"

@@ -70,6 +70,39 @@ CREATE INDEX IF NOT EXISTS messages_conversation_idx ON messages (peer_lo, peer_
 CREATE INDEX IF NOT EXISTS messages_sender_idx ON messages (sender_id, seq);
 CREATE INDEX IF NOT EXISTS messages_receiver_idx ON messages (receiver_id, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_sender_client_msg_key ON messages (sender_id, client_msg_id);
+CREATE TABLE IF NOT EXISTS rooms (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name text NOT NULL,
+  owner_id uuid NOT NULL REFERENCES users (id),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS room_members (
+  room_id uuid NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+  user_id uuid NOT NULL REFERENCES users (id),
+  role text NOT NULL,
+  joined_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (room_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS room_members_user_idx ON room_members (user_id);
+CREATE TABLE IF NOT EXISTS room_messages (
+  seq bigserial PRIMARY KEY,
+  id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+  room_id uuid NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+  sender_id uuid NOT NULL REFERENCES users (id),
+  content text NOT NULL,
+  client_msg_id text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS room_messages_room_idx ON room_messages (room_id, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS room_messages_sender_client_msg_key ON room_messages (sender_id, client_msg_id);
+CREATE TABLE IF NOT EXISTS read_cursors (
+  user_id uuid NOT NULL REFERENCES users (id),
+  conversation text NOT NULL,
+  up_to_seq bigint NOT NULL,
+  up_to_id uuid NOT NULL,
+  read_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (user_id, conversation)
+);
 `;
 
 // Named statements: pg prepares each once per connection and reuses the plan.
@@ -108,6 +141,83 @@ const Q = {
              AND seq < (SELECT seq FROM messages WHERE id = $3)
            ORDER BY seq DESC LIMIT $4`,
   },
+  roomsOf: { name: 'rooms_of', text: 'SELECT room_id FROM room_members WHERE user_id = $1' },
+  createRoom: {
+    name: 'create_room',
+    text: 'INSERT INTO rooms (name, owner_id) VALUES ($1, $2) RETURNING id, name, owner_id, created_at',
+  },
+  addMembers: {
+    name: 'add_members',
+    // Unknown ids are skipped by the join with users; ids already in the room by ON CONFLICT.
+    text: `INSERT INTO room_members (room_id, user_id, role)
+           SELECT $1, u.id, 'member' FROM users u WHERE u.id = ANY($2::uuid[])
+           ON CONFLICT DO NOTHING RETURNING user_id`,
+  },
+  addOwner: {
+    name: 'add_owner',
+    text: `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'owner')`,
+  },
+  roomById: { name: 'room_by_id', text: 'SELECT id, name, owner_id, created_at FROM rooms WHERE id = $1' },
+  roomMembers: {
+    name: 'room_members',
+    text: `SELECT m.user_id, u.username, m.role, m.joined_at FROM room_members m JOIN users u ON u.id = m.user_id
+           WHERE m.room_id = $1 ORDER BY m.joined_at, m.user_id`,
+  },
+  memberRole: {
+    name: 'member_role',
+    text: 'SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2',
+  },
+  insertRoomMessage: {
+    name: 'insert_room_message',
+    // The membership check and the insert in one round trip: a non-member inserts nothing.
+    text: `INSERT INTO room_messages (room_id, sender_id, content, client_msg_id)
+           SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)
+           ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+           RETURNING id, content, sender_id, room_id, created_at`,
+  },
+  roomMessageByClientId: {
+    name: 'room_message_by_client_id',
+    text: `SELECT id, content, sender_id, room_id, created_at FROM room_messages
+           WHERE sender_id = $1 AND client_msg_id = $2`,
+  },
+  roomLatest: {
+    name: 'room_history_latest',
+    text: `SELECT id, content, sender_id, room_id, created_at FROM room_messages
+           WHERE room_id = $1 ORDER BY seq DESC LIMIT $2`,
+  },
+  roomBefore: {
+    name: 'room_history_before',
+    text: `SELECT id, content, sender_id, room_id, created_at FROM room_messages
+           WHERE room_id = $1 AND seq < (SELECT seq FROM room_messages WHERE id = $2 AND room_id = $1)
+           ORDER BY seq DESC LIMIT $3`,
+  },
+  // A cursor row per reader and conversation, moved only forward. The message must belong to the
+  // conversation; the row is returned only when it moved.
+  readDirect: {
+    name: 'read_direct',
+    text: `INSERT INTO read_cursors (user_id, conversation, up_to_seq, up_to_id, read_at)
+           SELECT $1, $3, m.seq, m.id, now() FROM messages m
+           WHERE m.id = $2 AND m.peer_lo = LEAST($1::uuid, $4::uuid) AND m.peer_hi = GREATEST($1::uuid, $4::uuid)
+           ON CONFLICT (user_id, conversation) DO UPDATE
+             SET up_to_seq = EXCLUDED.up_to_seq, up_to_id = EXCLUDED.up_to_id, read_at = EXCLUDED.read_at
+             WHERE read_cursors.up_to_seq < EXCLUDED.up_to_seq
+           RETURNING up_to_id, read_at`,
+  },
+  readRoom: {
+    name: 'read_room',
+    text: `INSERT INTO read_cursors (user_id, conversation, up_to_seq, up_to_id, read_at)
+           SELECT $1, $3, m.seq, m.id, now() FROM room_messages m
+           WHERE m.id = $2 AND m.room_id = $4
+             AND EXISTS (SELECT 1 FROM room_members WHERE room_id = $4 AND user_id = $1)
+           ON CONFLICT (user_id, conversation) DO UPDATE
+             SET up_to_seq = EXCLUDED.up_to_seq, up_to_id = EXCLUDED.up_to_id, read_at = EXCLUDED.read_at
+             WHERE read_cursors.up_to_seq < EXCLUDED.up_to_seq
+           RETURNING up_to_id, read_at`,
+  },
+  cursor: {
+    name: 'read_cursor',
+    text: 'SELECT up_to_id FROM read_cursors WHERE user_id = $1 AND conversation = $2',
+  },
   sync: {
     name: 'sync_after',
     text: `SELECT id, content, sender_id, receiver_id, created_at FROM messages
@@ -132,7 +242,40 @@ const messageView = (m) => ({
   receiverId: m.receiver_id,
   createdAt: new Date(m.created_at).toISOString(),
 });
+const roomMessageView = (m) => ({
+  id: m.id,
+  content: m.content,
+  senderId: m.sender_id,
+  roomId: m.room_id,
+  createdAt: new Date(m.created_at).toISOString(),
+});
 const ackError = (code, message) => ({ error: { code, message } });
+const ROOM_NAME_MAX = 100;
+const ROOM_MAX_MEMBERS = 1000;
+const TYPING_PER_SEC = 5;
+const roomKey = (id) => `room:${id}`;
+const directKey = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
+
+async function loadRoom(id) {
+  const [room, members] = await Promise.all([
+    pool.query({ ...Q.roomById, values: [id] }),
+    pool.query({ ...Q.roomMembers, values: [id] }),
+  ]);
+  const r = room.rows[0];
+  if (!r) return null;
+  return {
+    id: r.id,
+    name: r.name,
+    ownerId: r.owner_id,
+    createdAt: new Date(r.created_at).toISOString(),
+    members: members.rows.map((m) => ({
+      id: m.user_id,
+      username: m.username,
+      role: m.role,
+      joinedAt: new Date(m.joined_at).toISOString(),
+    })),
+  };
+}
 
 // ---------------------------------------------------------------- REST
 
@@ -235,6 +378,16 @@ io.use(async (socket, next) => {
 io.on('connection', async (socket) => {
   const me = socket.data.user;
   socket.join(`user:${me.id}`);
+  // The socket.io way to fan out to a group: every socket joins its rooms' socket.io rooms,
+  // here at connect and, for sockets elsewhere, through the adapter when a member is added.
+  pool.query({ ...Q.roomsOf, values: [me.id] })
+    .then(({ rows }) => socket.join(rows.map((r) => roomKey(r.room_id))))
+    .catch((err) => console.error('joining rooms failed', err));
+  // typing: at most TYPING_PER_SEC per socket (a fixed one-second window), and the
+  // conversations this socket said it is typing in, for typing: false at disconnect.
+  let typingWindow = 0;
+  let typingCount = 0;
+  const typingIn = new Map();
 
   socket.on('user:init', async (_payload, ack) => {
     if (typeof ack !== 'function') return;
@@ -317,7 +470,194 @@ io.on('connection', async (socket) => {
     }
   });
 
+  socket.on('room:create', async (payload, ack) => {
+    if (typeof ack !== 'function') ack = () => {};
+    const p = payload || {};
+    const name = typeof p.name === 'string' ? p.name.trim() : '';
+    const ids = Array.isArray(p.memberIds) ? p.memberIds : [];
+    if (!name || name.length > ROOM_NAME_MAX || !ids.every((id) => typeof id === 'string' && UUID_RE.test(id))) {
+      return ack(ackError('invalid_payload', 'name and memberIds are required'));
+    }
+    const others = [...new Set(ids)].filter((id) => id !== me.id);
+    if (others.length + 1 > ROOM_MAX_MEMBERS) return ack(ackError('room_full', 'too many members'));
+    const client = await pool.connect();
+    let roomId;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query({ ...Q.createRoom, values: [name, me.id] });
+      roomId = rows[0].id;
+      await client.query({ ...Q.addOwner, values: [roomId, me.id] });
+      const added = await client.query({ ...Q.addMembers, values: [roomId, others] });
+      if (added.rows.length !== others.length) {
+        await client.query('ROLLBACK');
+        return ack(ackError('unknown_user', 'memberIds names no user'));
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      console.error('room:create failed', err);
+      return ack(ackError('internal', 'internal error'));
+    } finally {
+      client.release();
+    }
+    try {
+      const room = await loadRoom(roomId);
+      const userRooms = room.members.map((m) => `user:${m.id}`);
+      io.in(userRooms).socketsJoin(roomKey(roomId));
+      ack(room);
+      io.to(userRooms).emit('room:updated', room);
+    } catch (err) {
+      console.error('room:create failed', err);
+      ack(ackError('internal', 'internal error'));
+    }
+  });
+
+  socket.on('room:add', async (payload, ack) => {
+    if (typeof ack !== 'function') ack = () => {};
+    const p = payload || {};
+    const ids = Array.isArray(p.userIds) ? p.userIds : null;
+    if (typeof p.roomId !== 'string' || !UUID_RE.test(p.roomId) || !ids
+        || !ids.every((id) => typeof id === 'string' && UUID_RE.test(id))) {
+      return ack(ackError('invalid_payload', 'roomId and userIds are required'));
+    }
+    try {
+      const role = await pool.query({ ...Q.memberRole, values: [p.roomId, me.id] });
+      if (!role.rows[0]) return ack(ackError('not_found', 'Room not found'));
+      if (role.rows[0].role !== 'owner') return ack(ackError('forbidden', 'only the owner may add members'));
+      const added = await pool.query({ ...Q.addMembers, values: [p.roomId, [...new Set(ids)]] });
+      const room = await loadRoom(p.roomId);
+      if (added.rows.length > 0) {
+        io.in(added.rows.map((r) => `user:${r.user_id}`)).socketsJoin(roomKey(p.roomId));
+      }
+      ack(room);
+      io.to(room.members.map((m) => `user:${m.id}`)).emit('room:updated', room);
+    } catch (err) {
+      console.error('room:add failed', err);
+      ack(ackError('internal', 'internal error'));
+    }
+  });
+
+  socket.on('room:send', async (payload, ack) => {
+    if (typeof ack !== 'function') ack = () => {};
+    const p = payload || {};
+    if (typeof p.roomId !== 'string' || !UUID_RE.test(p.roomId) || typeof p.content !== 'string') {
+      return ack(ackError('invalid_payload', 'roomId and content are required'));
+    }
+    const trimmed = p.content.trim();
+    if (!trimmed) return ack(ackError('invalid_payload', 'content must not be empty'));
+    if (trimmed.length > MAX_CHARS) return ack(ackError('content_too_long', 'content is too long'));
+    const clientMsgId = typeof p.clientMsgId === 'string' && p.clientMsgId.length <= 64 ? p.clientMsgId : null;
+    try {
+      const { rows } = await pool.query({
+        ...Q.insertRoomMessage,
+        values: [p.roomId, me.id, p.content, clientMsgId],
+      });
+      if (!rows[0]) {
+        const found = clientMsgId
+          ? await pool.query({ ...Q.roomMessageByClientId, values: [me.id, clientMsgId] })
+          : { rows: [] };
+        if (!found.rows[0] || found.rows[0].room_id !== p.roomId) return ack(ackError('not_found', 'Room not found'));
+        return ack(roomMessageView(found.rows[0]));
+      }
+      const view = roomMessageView(rows[0]);
+      ack(view);
+      io.to(roomKey(p.roomId)).emit('room:message', { ...view, senderUsername: me.username });
+    } catch (err) {
+      console.error('room:send failed', err);
+      ack(ackError('unavailable', 'the message was not stored'));
+    }
+  });
+
+  socket.on('room:history', async (payload, ack) => {
+    if (typeof ack !== 'function') return;
+    const p = payload || {};
+    if (typeof p.roomId !== 'string' || !UUID_RE.test(p.roomId)) {
+      return ack(ackError('invalid_payload', 'roomId is required'));
+    }
+    const limit = Number.isInteger(p.limit) && p.limit >= 1 && p.limit <= 100 ? p.limit : 100;
+    try {
+      const role = await pool.query({ ...Q.memberRole, values: [p.roomId, me.id] });
+      if (!role.rows[0]) return ack(ackError('not_found', 'Room not found'));
+      let rows;
+      if (typeof p.before === 'string' && UUID_RE.test(p.before)) {
+        ({ rows } = await pool.query({ ...Q.roomBefore, values: [p.roomId, p.before, limit] }));
+      } else {
+        ({ rows } = await pool.query({ ...Q.roomLatest, values: [p.roomId, limit] }));
+      }
+      ack(rows.reverse().map(roomMessageView));
+    } catch (err) {
+      console.error('room:history failed', err);
+      ack(ackError('internal', 'internal error'));
+    }
+  });
+
+  socket.on('conversation:read', async (payload, ack) => {
+    if (typeof ack !== 'function') ack = () => {};
+    const p = payload || {};
+    const direct = typeof p.receiverId === 'string' && UUID_RE.test(p.receiverId);
+    const room = typeof p.roomId === 'string' && UUID_RE.test(p.roomId);
+    if (direct === room || typeof p.upTo !== 'string' || !UUID_RE.test(p.upTo)) {
+      return ack(ackError('invalid_payload', 'receiverId or roomId, and upTo, are required'));
+    }
+    const conversation = direct ? directKey(me.id, p.receiverId) : roomKey(p.roomId);
+    try {
+      const q = direct ? Q.readDirect : Q.readRoom;
+      const { rows } = await pool.query({ ...q, values: [me.id, p.upTo, conversation, direct ? p.receiverId : p.roomId] });
+      if (!rows[0]) {
+        // Not moved (an older upTo) or not a message of this conversation.
+        const cur = await pool.query({ ...Q.cursor, values: [me.id, conversation] });
+        if (!cur.rows[0]) return ack(ackError('not_found', 'no such message in this conversation'));
+        return ack({ upTo: cur.rows[0].up_to_id });
+      }
+      ack({ upTo: rows[0].up_to_id });
+      const readAt = new Date(rows[0].read_at).toISOString();
+      if (direct) {
+        io.to(`user:${p.receiverId}`).emit('conversation:read', { readerId: me.id, peerId: me.id, upTo: p.upTo, readAt });
+        socket.to(`user:${me.id}`).emit('conversation:read', { readerId: me.id, peerId: p.receiverId, upTo: p.upTo, readAt });
+      } else {
+        socket.to(roomKey(p.roomId)).emit('conversation:read', { readerId: me.id, roomId: p.roomId, upTo: p.upTo, readAt });
+      }
+    } catch (err) {
+      console.error('conversation:read failed', err);
+      ack(ackError('internal', 'internal error'));
+    }
+  });
+
+  const announceTyping = (p, typing) => {
+    const event = { userId: me.id, username: me.username, typing };
+    if (p.roomId) {
+      io.to(roomKey(p.roomId)).except(`user:${me.id}`).emit('typing', { ...event, roomId: p.roomId });
+    } else {
+      io.to(`user:${p.receiverId}`).emit('typing', { ...event, peerId: me.id });
+    }
+  };
+
+  socket.on('typing', (payload, ack) => {
+    const now = Date.now();
+    if (now - typingWindow >= 1000) {
+      typingWindow = now;
+      typingCount = 0;
+    }
+    if (++typingCount > TYPING_PER_SEC) return;
+    if (typeof ack !== 'function') ack = () => {};
+    const p = payload || {};
+    const direct = typeof p.receiverId === 'string' && UUID_RE.test(p.receiverId) && p.receiverId !== me.id;
+    const room = typeof p.roomId === 'string' && UUID_RE.test(p.roomId);
+    if (direct === room || typeof p.typing !== 'boolean') {
+      return ack(ackError('invalid_payload', 'receiverId or roomId, and typing, are required'));
+    }
+    // Room membership from memory: this socket's socket.io rooms.
+    if (room && !socket.rooms.has(roomKey(p.roomId))) return ack(ackError('not_found', 'Room not found'));
+    const target = room ? { roomId: p.roomId } : { receiverId: p.receiverId };
+    const key = room ? roomKey(p.roomId) : `user:${p.receiverId}`;
+    if (p.typing) typingIn.set(key, target);
+    else typingIn.delete(key);
+    ack({});
+    announceTyping(target, p.typing);
+  });
+
   socket.on('disconnect', async () => {
+    for (const target of typingIn.values()) announceTyping(target, false);
     try {
       const left = await redis.hincrby(keys.onlineCount, me.id, -1);
       if (left <= 0) {

@@ -5,6 +5,7 @@
 //! results file into `docs/benchmarks.md` and SVG plots.
 
 mod context;
+mod pgstat;
 mod procstat;
 mod report;
 mod scenario;
@@ -42,6 +43,12 @@ enum Command {
     Storm(scenario::storm::Args),
     /// `message:history` paging over a large seeded conversation set.
     History(scenario::history::Args),
+    /// Group rooms: `room:send` at a fixed rate, delivery to every member, CPU per 1k deliveries.
+    Rooms(scenario::rooms::Args),
+    /// Readers marking every direct message read on arrival: mark ack latency, CPU, batching.
+    Read(scenario::read::Args),
+    /// Typists in rooms and direct pairs: typing delivery latency, CPU per 1k events.
+    Typing(scenario::typing::Args),
     /// Writes the Markdown report and SVG plots from a results file.
     Report(report::Args),
     /// Prints N free TCP ports on 127.0.0.1, one per line (for the runner script).
@@ -117,6 +124,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ramp(a) => scenario::dm::run_ramp(a).await,
         Command::Storm(a) => scenario::storm::run(a).await,
         Command::History(a) => scenario::history::run(a).await,
+        Command::Rooms(a) => scenario::rooms::run(a).await,
+        Command::Read(a) => scenario::read::run(a).await,
+        Command::Typing(a) => scenario::typing::run(a).await,
         Command::Report(a) => report::run(a),
         Command::FreePorts { count } => {
             // Hold every listener until all are chosen so the ports are distinct.

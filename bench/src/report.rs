@@ -527,6 +527,8 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
         None,
     );
 
+    part3_rows(&mut t, r);
+
     let single = r.tagged("connections", OURS, "single-instance");
     if let Some(s) = single {
         let label = format!(
@@ -586,6 +588,290 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
         }
     }
     md
+}
+
+/// Rows of the rooms, read and typing scenarios.
+fn part3_rows(t: &mut Table, r: &Results) {
+    let (ro, rb) = (r.get("rooms", OURS), r.get("rooms", BASE));
+    let label = ro.or(rb).map_or("rooms".to_string(), |v| {
+        format!(
+            "rooms: {} × {} members, {} msg/s, {} s",
+            fmt(num(Some(v), &["params", "rooms"]), 0),
+            fmt(num(Some(v), &["params", "room_size"]), 0),
+            fmt(num(Some(v), &["params", "rate"]), 0),
+            fmt(num(Some(v), &["params", "duration"]), 0)
+        )
+    });
+    for (k, name) in [("p50", "p50"), ("p99", "p99"), ("max", "max")] {
+        t.row(
+            &label,
+            &format!("delivery latency {name} (ms, per member delivery)"),
+            num(ro, &["delivery_ms", k]),
+            num(rb, &["delivery_ms", k]),
+            2,
+            Some(true),
+        );
+    }
+    t.row(
+        &label,
+        "ack latency p99 (ms)",
+        num(ro, &["ack_ms", "p99"]),
+        num(rb, &["ack_ms", "p99"]),
+        2,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "deliveries per second",
+        num(ro, &["delivered_per_sec"]),
+        num(rb, &["delivered_per_sec"]),
+        0,
+        Some(false),
+    );
+    t.text_row(
+        &label,
+        "messages / deliveries owed / delivered / lost / duplicated / to non-members",
+        &counts(
+            ro,
+            &[
+                "sent",
+                "expected_deliveries",
+                "delivered",
+                "lost",
+                "duplicated",
+                "stray_deliveries",
+            ],
+        ),
+        &counts(
+            rb,
+            &[
+                "sent",
+                "expected_deliveries",
+                "delivered",
+                "lost",
+                "duplicated",
+                "stray_deliveries",
+            ],
+        ),
+    );
+    t.row(
+        &label,
+        "server CPU s per 1,000 deliveries",
+        num(ro, &["cpu_secs_per_1k_deliveries"]),
+        num(rb, &["cpu_secs_per_1k_deliveries"]),
+        4,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "PostgreSQL CPU s per 1,000 deliveries",
+        per_1k(ro, &["postgres", "cpu_secs"], &["delivered"]),
+        per_1k(rb, &["postgres", "cpu_secs"], &["delivered"]),
+        4,
+        Some(true),
+    );
+
+    let (eo, eb) = (r.get("read", OURS), r.get("read", BASE));
+    let label = eo.or(eb).map_or("read".to_string(), |v| {
+        format!(
+            "read: {} readers marking each of {} msg/s, {} s",
+            fmt(num(Some(v), &["params", "readers"]), 0),
+            fmt(num(Some(v), &["params", "rate"]), 0),
+            fmt(num(Some(v), &["params", "duration"]), 0)
+        )
+    });
+    for (k, name) in [("p50", "p50"), ("p99", "p99")] {
+        t.row(
+            &label,
+            &format!("mark ack latency {name} (ms, from the message's arrival)"),
+            num(eo, &["marks", "ack_ms", k]),
+            num(eb, &["marks", "ack_ms", k]),
+            2,
+            Some(true),
+        );
+    }
+    t.row(
+        &label,
+        "receipt at the sender p99 (ms, from the message's arrival)",
+        num(eo, &["marks", "receipt_ms", "p99"]),
+        num(eb, &["marks", "receipt_ms", "p99"]),
+        2,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "message delivery p99 while marking (ms)",
+        num(eo, &["messages", "delivery_ms", "p99"]),
+        num(eb, &["messages", "delivery_ms", "p99"]),
+        2,
+        Some(true),
+    );
+    t.text_row(
+        &label,
+        "marks acked / error acks / receipts / messages lost",
+        &format!(
+            "{} / {} / {} / {}",
+            fmt(num(eo, &["marks", "acked"]), 0),
+            fmt(num(eo, &["marks", "ack_errors"]), 0),
+            fmt(num(eo, &["marks", "receipts"]), 0),
+            fmt(num(eo, &["messages", "lost"]), 0)
+        ),
+        &format!(
+            "{} / {} / {} / {}",
+            fmt(num(eb, &["marks", "acked"]), 0),
+            fmt(num(eb, &["marks", "ack_errors"]), 0),
+            fmt(num(eb, &["marks", "receipts"]), 0),
+            fmt(num(eb, &["messages", "lost"]), 0)
+        ),
+    );
+    t.row(
+        &label,
+        "server CPU s per 1,000 marks (the message included)",
+        num(eo, &["cpu_secs_per_1k_marks"]),
+        num(eb, &["cpu_secs_per_1k_marks"]),
+        3,
+        Some(true),
+    );
+    // The dm scenario at the same rate sends the same messages without marks: the difference is
+    // what a mark costs.
+    let net = |v: Option<&Value>, side: &str| {
+        let dm = r.get("dm", side);
+        let same_rate = num(dm, &["params", "rate"]) == num(v, &["params", "rate"]);
+        same_rate
+            .then(|| Some(num(v, &["cpu_secs_per_1k_marks"])? - num(dm, &["cpu_secs_per_1k"])?))
+            .flatten()
+    };
+    t.row(
+        &label,
+        "… minus the dm run's CPU per 1,000 messages (same rate)",
+        net(eo, OURS),
+        net(eb, BASE),
+        3,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "PostgreSQL CPU s per 1,000 marks (the message included)",
+        num(eo, &["postgres", "cpu_secs_per_1k_marks"]),
+        num(eb, &["postgres", "cpu_secs_per_1k_marks"]),
+        3,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "database rows written per mark (the message included)",
+        num(eo, &["postgres", "rows_written_per_1k_marks"]).map(|v| v / 1000.0),
+        num(eb, &["postgres", "rows_written_per_1k_marks"]).map(|v| v / 1000.0),
+        2,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "cursor transactions per 1,000 marks (Nexus /metrics)",
+        num(eo, &["cursor_batches_per_1k_marks"]),
+        None,
+        1,
+        None,
+    );
+    t.row(
+        &label,
+        "marks stored per cursor transaction (Nexus /metrics)",
+        num(eo, &["moves_per_batch"]),
+        None,
+        2,
+        None,
+    );
+
+    let (yo, yb) = (r.get("typing", OURS), r.get("typing", BASE));
+    let label = yo.or(yb).map_or("typing".to_string(), |v| {
+        format!(
+            "typing: {} typists at {}/s ({} in rooms of {}, {} in pairs), {} s",
+            fmt(num(Some(v), &["params", "typists"]), 0),
+            fmt(num(Some(v), &["params", "per_typist"]), 0),
+            fmt(num(Some(v), &["params", "in_rooms"]), 0),
+            fmt(num(Some(v), &["params", "room_size"]), 0),
+            fmt(num(Some(v), &["params", "in_pairs"]), 0),
+            fmt(num(Some(v), &["params", "duration"]), 0)
+        )
+    });
+    for (k, name) in [("p50", "p50"), ("p99", "p99")] {
+        t.row(
+            &label,
+            &format!("delivery latency {name} (ms)"),
+            num(yo, &["delivery_ms", k]),
+            num(yb, &["delivery_ms", k]),
+            2,
+            Some(true),
+        );
+    }
+    t.text_row(
+        &label,
+        "events / deliveries owed / delivered / lost / to others",
+        &counts(
+            yo,
+            &[
+                "sent",
+                "expected_deliveries",
+                "delivered",
+                "lost",
+                "stray_deliveries",
+            ],
+        ),
+        &counts(
+            yb,
+            &[
+                "sent",
+                "expected_deliveries",
+                "delivered",
+                "lost",
+                "stray_deliveries",
+            ],
+        ),
+    );
+    t.row(
+        &label,
+        "server CPU s per 1,000 typing events",
+        num(yo, &["cpu_secs_per_1k_events"]),
+        num(yb, &["cpu_secs_per_1k_events"]),
+        4,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "server CPU s per 1,000 typing deliveries",
+        num(yo, &["cpu_secs_per_1k_deliveries"]),
+        num(yb, &["cpu_secs_per_1k_deliveries"]),
+        4,
+        Some(true),
+    );
+    t.row(
+        &label,
+        "PostgreSQL transactions during the run",
+        num(yo, &["postgres", "transactions"]),
+        num(yb, &["postgres", "transactions"]),
+        0,
+        None,
+    );
+}
+
+/// `a / b × 1000` of two numbers of one result.
+fn per_1k(v: Option<&Value>, a: &[&str], b: &[&str]) -> Option<f64> {
+    let d = num(v, b)?;
+    (d > 0.0)
+        .then(|| num(v, a).map(|x| x / (d / 1000.0)))
+        .flatten()
+}
+
+/// "a / b / c" of some counts of one result.
+fn counts(v: Option<&Value>, keys: &[&str]) -> String {
+    match v {
+        None => "—".into(),
+        Some(v) => keys
+            .iter()
+            .map(|k| fmt(num(Some(v), &[k]), 0))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    }
 }
 
 /// A row naming why connects failed, when any did.
@@ -794,6 +1080,59 @@ fn targets(md: &mut String, r: &Results, single: Option<&Value>) {
             }
         )
     );
+    rooms_targets(md, r);
+}
+
+/// The two targets of the rooms issue.
+fn rooms_targets(md: &mut String, r: &Results) {
+    let (ro, rb) = (r.get("rooms", OURS), r.get("rooms", BASE));
+    let p99 = num(ro, &["delivery_ms", "p99"]);
+    let lost = num(ro, &["lost"]);
+    let rate = num(ro, &["params", "rate"]);
+    let size = num(ro, &["params", "room_size"]);
+    let full_size = rate.unwrap_or(0.0) >= 100.0 && size.unwrap_or(0.0) >= 100.0;
+    let _ = writeln!(
+        md,
+        "| rooms: 100 msg/s into rooms of 100 (10,000 deliveries/s), p99 ≤ 50 ms, nothing lost | {} ms at {} msg/s into rooms of {} ({} deliveries/s), {} lost | {} |",
+        fmt(p99, 2),
+        fmt(rate, 0),
+        fmt(size, 0),
+        fmt(num(ro, &["delivered_per_sec"]), 0),
+        fmt(lost, 0),
+        verdict(
+            p99.map(|p| p <= 50.0 && lost == Some(0.0) && full_size),
+            || {
+                let mut why = Vec::new();
+                if !full_size {
+                    why.push("measured at a smaller size (quick run)".to_string());
+                }
+                if p99.unwrap_or(f64::INFINITY) > 50.0 {
+                    why.push(format!("{:.1}× the bound", p99.unwrap_or(0.0) / 50.0));
+                }
+                if lost != Some(0.0) {
+                    why.push(format!("{} deliveries lost", fmt(lost, 0)));
+                }
+                why.join("; ")
+            }
+        )
+    );
+    let (co, cb) = (
+        num(ro, &["cpu_secs_per_1k_deliveries"]),
+        num(rb, &["cpu_secs_per_1k_deliveries"]),
+    );
+    let ratio = advantage(co, cb, true);
+    let _ = writeln!(
+        md,
+        "| rooms: server CPU per 1,000 deliveries ≤ 1/3 of baseline | {} vs {} s (baseline ÷ Nexus = {}×) | {} |",
+        fmt(co, 4),
+        fmt(cb, 4),
+        fmt(ratio, 2),
+        verdict(ratio.map(|x| x >= 3.0), || format!(
+            "{:.2}× instead of ≥ 3× ({:.0}% short)",
+            ratio.unwrap_or(0.0),
+            (1.0 - ratio.unwrap_or(0.0) / 3.0) * 100.0
+        ))
+    );
 }
 
 /// Builds one side's series from its result: (result, legend name, colour).
@@ -977,11 +1316,40 @@ The generator (`bench/`, crate `nexus-bench`) speaks Engine.IO v4 / Socket.IO v5
   conversations with `message:history {receiverId, before, limit: 50}`, half the walks from the
   latest message and half from a random depth. Every page is checked against the seeded ids.
 
+- **rooms** — R rooms of M members (room *r* is users *r·M* … *r·M+M−1*, one socket each, spread
+  round-robin over the instances), created with `room:create` by their first member; messages go
+  out with `room:send` at a fixed open-loop total rate, room after room, each sent by the room's
+  next member in turn. A *delivery* is one `room:message` arriving at one member's socket, the
+  sender's included (the contract sends it to every socket of every member); latency runs from the
+  message's intended send time; *lost* = a member that never got it within the drain period, *to
+  non-members* = a `room:message` at a socket whose user is not in that room. CPU is divided by
+  the deliveries.
+- **read** — N direct pairs (sender and reader on different instances), the dm load at a fixed
+  rate, and every reader emits `conversation:read {receiverId, upTo: <the message's id>}` the
+  moment each `message:new` arrives, like a client that marks what it displays. The mark's ack
+  latency and the receipt (`conversation:read` at the sender) run from that arrival. CPU per
+  1,000 marks includes the message itself; the next row subtracts the dm run's CPU per message
+  when both ran at the same rate, which leaves what marking costs. PostgreSQL's CPU is the
+  utime+stime of the backends connected to the side's database (PIDs from `pg_stat_activity`),
+  its rows written `tup_inserted + tup_updated + tup_deleted` of `pg_stat_database`; Nexus's
+  cursor transactions come from `nexus_read_cursor_batches_total` on `/metrics`.
+- **typing** — K typists send `typing: true` at a fixed rate each (3/s, under the 5/s limit),
+  half of them in rooms (everyone in the room types) and half in direct pairs typing to each
+  other. `typing` carries no client data, so the n-th event a socket gets from a typist is matched
+  to that typist's n-th send (a dropped event could only make later latencies look worse).
+  PostgreSQL's transactions during the run should be none: a keystroke needs no query.
+
 The baseline (`bench/baseline-node/`) is a plain Node.js 20 deployment: Express REST with bcryptjs
 and jsonwebtoken (with the secret as a `KeyObject` made once: given a string, jsonwebtoken 9 re-parses it
 on every call, which cost about 1 ms of CPU per handshake), Socket.IO 4 with `@socket.io/redis-adapter` (ioredis), a `pg` Pool with named
 prepared statements, a JWT handshake middleware, presence in a Redis hash, and messages stored in
 PostgreSQL before `message:new` is emitted to the `user:<id>` rooms (indexes mirror Nexus's).
+Part 3 the socket.io way: every socket joins a socket.io room per group room at connect, and
+`room:create`/`room:add` join the members' sockets on every instance with `socketsJoin` through the
+Redis adapter; `room:send` inserts (with the membership check in the same statement), acks, then
+emits to the socket.io room; `conversation:read` moves a cursor row forward with one upsert per
+call and emits to the peer's `user:<id>` room and the reader's other sockets; `typing` checks the
+room from the socket's own socket.io rooms (no query), at most 5 a second per socket.
 "#;
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{EventCounts, hold, pace};
+use super::{EventCounts, hold, load::open_loop};
 use crate::{
     context::{Common, ConnectStats, Ctx},
     procstat, sio,
@@ -51,10 +51,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let counts = Arc::new(EventCounts::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = sio::now_us();
-    let period_us = 1e6 / a.rate.max(1.0);
     let mut tasks = Vec::with_capacity(a.count);
-    for i in 0..a.count {
-        pace(started, i, period_us).await;
+    open_loop(a.rate.max(1.0), a.count as u64, |k, _| {
+        let i = k as usize;
         let ep = ctx.endpoint(i).clone();
         let source = ctx.source(i);
         let token = ctx.users[i % distinct_users].token.clone();
@@ -67,7 +66,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
                 hold(ws, stop, counts).await;
             }
         }));
-    }
+        true
+    })
+    .await;
     // Wait for every attempt to finish.
     while stats.ok.load(Ordering::Relaxed) + stats.failed() < a.count {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -7,18 +7,17 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicU8, AtomicU32, Ordering},
     },
-    time::Duration,
 };
 
 use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::load::{Ledger, WARMUP, cpu_per_thousand, open_loop, stamp_slot};
 use crate::{
     context::{Common, ConnectStats, Ctx, connect_many},
     sio::{self, Packet, Ws},
@@ -92,59 +91,27 @@ struct Shape {
     drain: f64,
 }
 
-/// One message's fate. Index = slot number, which is also embedded in the content.
+/// Who sends and receives one message (index = ledger slot, also embedded in the content).
 #[derive(Default)]
-struct Slot {
+struct Route {
     sender: AtomicU32,
     receiver: AtomicU32,
-    intended_us: AtomicU64,
-    phase: AtomicU32,
-    /// 0: no ack yet, 1: stored, 2: error ack.
-    acked: AtomicU8,
-    /// Deliveries to the receiver's socket.
-    delivered: AtomicU8,
     /// Copies delivered to the sender's own socket.
     echoed: AtomicU8,
 }
 
-/// Phase number of warm-up messages: tracked for loss, never recorded in histograms.
-const WARMUP: u32 = u32::MAX;
-
-#[derive(Default)]
-struct PhaseData {
-    ack: Option<Histogram<u64>>,
-    delivery: Option<Histogram<u64>>,
-    last_delivery_us: u64,
-    first_error: Option<String>,
-}
-
-/// Shared by the scheduler and every socket task.
+/// Shared by the scheduler and every socket task: the common ledger plus each message's route.
 struct Tracker {
-    slots: Vec<Slot>,
-    next: AtomicU64,
-    phases: Vec<Mutex<PhaseData>>,
-    delivered: AtomicU64,
-    acked: AtomicU64,
-    /// Socket tasks that ended before the stop signal (server closed or socket failed).
-    closed: AtomicU64,
+    ledger: Ledger,
+    routes: Vec<Route>,
 }
 
 impl Tracker {
     fn new(capacity: usize, phases: usize) -> Tracker {
         Tracker {
-            slots: (0..capacity).map(|_| Slot::default()).collect(),
-            next: AtomicU64::new(0),
-            phases: (0..phases)
-                .map(|_| Mutex::new(PhaseData::default()))
-                .collect(),
-            delivered: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
+            ledger: Ledger::new(capacity, phases),
+            routes: (0..capacity).map(|_| Route::default()).collect(),
         }
-    }
-
-    fn phase(&self, p: u32) -> Option<&Mutex<PhaseData>> {
-        self.phases.get(p as usize)
     }
 }
 
@@ -169,7 +136,7 @@ async fn socket_task(
     let stopped = stop.clone();
     socket_loop(ws, sc, cmds, stop).await;
     if !*stopped.borrow() {
-        tracker.closed.fetch_add(1, Ordering::Relaxed);
+        tracker.ledger.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -191,11 +158,11 @@ async fn socket_loop(
                     break;
                 }
                 for slot in batch.drain(..) {
-                    let s = &sc.tracker.slots[slot as usize];
+                    let s = &sc.tracker.routes[slot as usize];
                     let receiver = &sc.peer_ids[s.receiver.load(Ordering::Relaxed) as usize];
                     let json = format!(
                         "{{\"receiverId\":\"{receiver}\",\"content\":\"bench {slot} {} {}\",\"clientMsgId\":\"{}-{slot}\"}}",
-                        s.intended_us.load(Ordering::Relaxed),
+                        sc.tracker.ledger.intended_us(slot).unwrap_or(0),
                         sc.padding,
                         sc.run_tag
                     );
@@ -233,44 +200,21 @@ async fn on_frame(
     match sio::parse(text) {
         Packet::Ping => return ws.send(sio::pong()).await.is_ok(),
         Packet::Ack(id, body) => {
-            let Some(slot) = pending.remove(&id) else {
-                return true;
-            };
-            let s = &sc.tracker.slots[slot as usize];
-            let failed = body.starts_with("[{\"error\"");
-            s.acked.store(if failed { 2 } else { 1 }, Ordering::Relaxed);
-            sc.tracker.acked.fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = sc.tracker.phase(s.phase.load(Ordering::Relaxed)) {
-                let mut p = p.lock().unwrap();
-                if failed {
-                    p.first_error
-                        .get_or_insert_with(|| body.chars().take(200).collect());
-                } else {
-                    let lat = now.saturating_sub(s.intended_us.load(Ordering::Relaxed));
-                    stats::record(p.ack.get_or_insert_with(stats::new_hist), lat);
-                }
+            if let Some(slot) = pending.remove(&id) {
+                sc.tracker.ledger.ack(slot, body, now);
             }
         }
         Packet::Event(body) => {
             if sio::event_name(body) != Some("message:new") {
                 return true;
             }
-            let Some(slot) = stamp_slot(body) else {
+            let Some(slot) = stamp_slot(body).filter(|&s| sc.tracker.ledger.is_claimed(s)) else {
                 return true;
             };
-            let Some(s) = sc.tracker.slots.get(slot as usize) else {
-                return true;
-            };
+            let s = &sc.tracker.routes[slot as usize];
             if s.receiver.load(Ordering::Relaxed) == sc.idx {
-                if s.delivered.fetch_add(1, Ordering::Relaxed) == 0 {
-                    sc.tracker.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(p) = sc.tracker.phase(s.phase.load(Ordering::Relaxed)) {
-                        let mut p = p.lock().unwrap();
-                        let lat = now.saturating_sub(s.intended_us.load(Ordering::Relaxed));
-                        stats::record(p.delivery.get_or_insert_with(stats::new_hist), lat);
-                        p.last_delivery_us = p.last_delivery_us.max(now);
-                    }
-                }
+                let ledger = &sc.tracker.ledger;
+                ledger.deliver(slot, now, ledger.delivered(slot) > 0);
             } else if s.sender.load(Ordering::Relaxed) == sc.idx {
                 s.echoed.fetch_add(1, Ordering::Relaxed);
             }
@@ -279,14 +223,6 @@ async fn on_frame(
         _ => {}
     }
     true
-}
-
-/// The slot number from a `message:new` body whose content is `bench <slot> <stamp> ...`.
-fn stamp_slot(body: &str) -> Option<u32> {
-    let at = body.find("\"bench ")? + 7;
-    let digits = &body[at..];
-    let end = digits.find(' ')?;
-    digits[..end].parse().ok()
 }
 
 /// The connected senders and their command channels.
@@ -349,140 +285,61 @@ async fn start_fleet(
 }
 
 impl Fleet {
-    /// Offers `rate` messages per second for `secs`, stamping each with its intended time.
+    /// Offers `rate` messages per second for `secs`, stamping each with its intended time;
+    /// returns the range of ledger slots used.
     async fn offer(&self, rate: f64, secs: f64, phase: u32) -> (u64, u64) {
         let n = self.txs.len() as u64;
         let total = (rate * secs).round() as u64;
-        let start = sio::now_us() + 1000;
-        let mut k = 0u64;
-        let first_slot = self.tracker.next.load(Ordering::Relaxed);
-        while k < total {
-            let now = sio::now_us();
-            let due = if now < start {
-                0
-            } else {
-                (((now - start) as f64 * rate / 1e6) as u64 + 1).min(total)
+        let ledger = &self.tracker.ledger;
+        let first_slot = ledger.len();
+        open_loop(rate, total, |_, intended| {
+            let Some(slot) = ledger.claim(intended, phase, 1) else {
+                return false;
             };
-            while k < due {
-                let slot = self.tracker.next.fetch_add(1, Ordering::Relaxed);
-                if slot as usize >= self.tracker.slots.len() {
-                    return (first_slot, slot);
-                }
-                let sender = slot % n;
-                let receiver = (sender + 1) % n;
-                let s = &self.tracker.slots[slot as usize];
-                s.sender.store(sender as u32, Ordering::Relaxed);
-                s.receiver.store(receiver as u32, Ordering::Relaxed);
-                s.intended_us
-                    .store(start + (k as f64 * 1e6 / rate) as u64, Ordering::Relaxed);
-                s.phase.store(phase, Ordering::Relaxed);
-                let _ = self.txs[sender as usize].send(slot as u32);
-                k += 1;
-            }
-            if k < total {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-        }
-        (first_slot, self.tracker.next.load(Ordering::Relaxed))
+            let sender = u64::from(slot) % n;
+            let receiver = (sender + 1) % n;
+            let s = &self.tracker.routes[slot as usize];
+            s.sender.store(sender as u32, Ordering::Relaxed);
+            s.receiver.store(receiver as u32, Ordering::Relaxed);
+            let _ = self.txs[sender as usize].send(slot);
+            true
+        })
+        .await;
+        (first_slot, ledger.len())
     }
 
     /// Waits until every slot so far is acked and delivered, or `drain` seconds pass.
     async fn drain(&self, drain: f64) {
-        let deadline = sio::now_us() + (drain * 1e6) as u64;
-        let total = self.tracker.next.load(Ordering::Relaxed);
-        while sio::now_us() < deadline {
-            let acked = self.tracker.acked.load(Ordering::Relaxed);
-            let delivered = self.tracker.delivered.load(Ordering::Relaxed);
-            if acked >= total && delivered >= total {
-                // A few more ms for duplicates to show up.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.tracker.ledger.drain(drain, true).await;
     }
 
     /// Counts and histograms of slots `from..to` in `phase`.
     fn phase_result(&self, phase: u32, from: u64, to: u64, started_us: u64) -> Value {
-        let (
-            mut sent,
-            mut acked,
-            mut errors,
-            mut delivered,
-            mut lost,
-            mut unacked,
-            mut dups,
-            mut echoes,
-        ) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut undelivered_unacked = 0u64;
+        let ledger = &self.tracker.ledger;
+        let mut r = ledger.tally(phase, from, to, started_us).to_json();
         let mut lost_samples = Vec::new();
-        for (i, s) in self.tracker.slots[from as usize..to as usize]
-            .iter()
-            .enumerate()
-        {
-            if s.phase.load(Ordering::Relaxed) != phase {
-                continue;
+        let mut echoes = 0u64;
+        for slot in from..to {
+            let route = &self.tracker.routes[slot as usize];
+            echoes += u64::from(route.echoed.load(Ordering::Relaxed));
+            if lost_samples.len() < 10 && ledger.lost_in(slot, slot + 1) > 0 {
+                lost_samples.push(json!({
+                    "slot": slot,
+                    "sender": route.sender.load(Ordering::Relaxed),
+                    "receiver": route.receiver.load(Ordering::Relaxed),
+                    "echoed_to_sender": route.echoed.load(Ordering::Relaxed),
+                    "intended_us": ledger.intended_us(slot as u32),
+                }));
             }
-            sent += 1;
-            let a = s.acked.load(Ordering::Relaxed);
-            let d = s.delivered.load(Ordering::Relaxed);
-            match a {
-                1 => acked += 1,
-                2 => errors += 1,
-                _ => unacked += 1,
-            }
-            if d > 0 {
-                delivered += 1;
-            }
-            if d > 1 {
-                dups += 1;
-            }
-            if a == 1 && d == 0 {
-                lost += 1;
-                if lost_samples.len() < 10 {
-                    lost_samples.push(json!({
-                        "slot": from as usize + i,
-                        "sender": s.sender.load(Ordering::Relaxed),
-                        "receiver": s.receiver.load(Ordering::Relaxed),
-                        "echoed_to_sender": s.echoed.load(Ordering::Relaxed),
-                        "intended_us": s.intended_us.load(Ordering::Relaxed),
-                    }));
-                }
-            }
-            if a == 0 && d == 0 {
-                undelivered_unacked += 1;
-            }
-            echoes += u64::from(s.echoed.load(Ordering::Relaxed));
         }
-        let p = self.tracker.phase(phase).map(|p| p.lock().unwrap());
-        let (ack, delivery, last, first_error) = match &p {
-            Some(p) => (
-                p.ack.clone(),
-                p.delivery.clone(),
-                p.last_delivery_us,
-                p.first_error.clone(),
-            ),
-            None => (None, None, 0, None),
-        };
-        let span = last.saturating_sub(started_us).max(1) as f64 / 1e6;
-        json!({
-            "sent": sent,
-            "acked": acked,
-            "ack_errors": errors,
-            "first_error": first_error,
-            "unacked": unacked,
-            "delivered": delivered,
-            "lost": lost + undelivered_unacked,
-            "lost_after_ack": lost,
-            "duplicated": dups,
-            "lost_samples": lost_samples,
-            "sockets_closed": self.tracker.closed.load(Ordering::Relaxed),
-            "sender_echoes": echoes,
-            "delivered_per_sec": (delivered as f64 / span).round(),
-            "ack_ms": ack.as_ref().map(stats::summary).unwrap_or(json!({"count": 0})),
-            "delivery_ms": delivery.as_ref().map(stats::summary).unwrap_or(json!({"count": 0})),
-            "delivery_cdf": delivery.as_ref().map(stats::cdf).unwrap_or(json!([])),
-        })
+        let obj = r.as_object_mut().expect("object");
+        obj.insert("lost_samples".into(), json!(lost_samples));
+        obj.insert(
+            "sockets_closed".into(),
+            json!(ledger.closed.load(Ordering::Relaxed)),
+        );
+        obj.insert("sender_echoes".into(), json!(echoes));
+        r
     }
 }
 
@@ -501,7 +358,7 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     let mut r = fleet.phase_result(0, from, to, started);
     let acked = r["acked"].as_u64().unwrap_or(0);
     let cpu = after.cpu_secs - before.cpu_secs;
-    let lost_all = count_lost(&fleet.tracker, 0, to);
+    let lost_all = fleet.tracker.ledger.lost_in(0, to);
     let obj = r.as_object_mut().expect("object");
     obj.insert(
         "params".into(),
@@ -513,7 +370,7 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     obj.insert("cpu_secs".into(), json!(cpu));
     obj.insert(
         "cpu_secs_per_1k".into(),
-        json!(super::cpu_per_thousand(cpu, acked)),
+        json!(cpu_per_thousand(cpu, acked)),
     );
     obj.insert("lost_including_warmup".into(), json!(lost_all));
     obj.insert("connect".into(), fleet.connect.to_json());
@@ -544,15 +401,6 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
 fn midpoint(lo: f64, hi: f64) -> Option<f64> {
     let mid = (lo * hi).sqrt().round();
     (mid > lo && mid < hi).then_some(mid)
-}
-
-fn count_lost(t: &Tracker, from: u64, to: u64) -> u64 {
-    t.slots[from as usize..to as usize]
-        .iter()
-        .filter(|s| {
-            s.acked.load(Ordering::Relaxed) != 2 && s.delivered.load(Ordering::Relaxed) == 0
-        })
-        .count() as u64
 }
 
 /// Runs `ramp`.
@@ -603,7 +451,7 @@ pub async fn run_ramp(a: RampArgs) -> anyhow::Result<()> {
         obj.insert("cpu_secs".into(), json!(cpu));
         obj.insert(
             "cpu_secs_per_1k".into(),
-            json!(super::cpu_per_thousand(cpu, acked)),
+            json!(cpu_per_thousand(cpu, acked)),
         );
         obj.remove("delivery_cdf");
         eprintln!(
@@ -708,12 +556,5 @@ mod tests {
     fn bisection_narrows_between_a_pass_and_a_fail() {
         assert_eq!(midpoint(7689.0, 11533.0), Some(9417.0));
         assert_eq!(midpoint(100.0, 101.0), None);
-    }
-
-    #[test]
-    fn the_slot_is_read_back_from_a_delivered_message() {
-        let body = r#"["message:new",{"id":"x","content":"bench 42 123456 xxxx","senderId":"a"}]"#;
-        assert_eq!(stamp_slot(body), Some(42));
-        assert_eq!(stamp_slot(r#"["message:new",{"content":"hello"}]"#), None);
     }
 }

@@ -386,10 +386,13 @@ fn seed(ctx: &Ctx, a: &Args, convs: &mut [Conversation]) -> anyhow::Result<()> {
         bail!("psql COPY failed: {status}");
     }
     let after = match a.schema {
+        // Direct conversations only: the rooms scenario may have left room messages (no receiver).
         Schema::Nexus => {
             "INSERT INTO conversations (owner_id, peer_id, last_seq) \
              SELECT o, p, max(seq) FROM (SELECT sender_id o, receiver_id p, seq FROM messages \
-             UNION ALL SELECT receiver_id, sender_id, seq FROM messages) x GROUP BY o, p \
+             WHERE receiver_id IS NOT NULL \
+             UNION ALL SELECT receiver_id, sender_id, seq FROM messages WHERE receiver_id IS NOT NULL) x \
+             GROUP BY o, p \
              ON CONFLICT (owner_id, peer_id) DO UPDATE SET last_seq = GREATEST(conversations.last_seq, EXCLUDED.last_seq); \
              ANALYZE messages; ANALYZE conversations;"
         }

@@ -2,8 +2,13 @@
 
 pub mod connections;
 pub mod dm;
+pub mod fleet;
 pub mod history;
+pub mod load;
+pub mod read;
+pub mod rooms;
 pub mod storm;
+pub mod typing;
 
 use std::sync::{
     Arc,
@@ -15,25 +20,6 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::sio::{self, Packet, Ws};
-
-/// Open-loop pacing: waits until the `i`-th start of a schedule that began at `started_us` with
-/// one start every `period_us` (no wait when already due, or late).
-pub async fn pace(started_us: u64, i: usize, period_us: f64) {
-    let due = started_us + (i as f64 * period_us) as u64;
-    let now = sio::now_us();
-    if due > now + 500 {
-        tokio::time::sleep(std::time::Duration::from_micros(due - now)).await;
-    }
-}
-
-/// Server CPU seconds per 1,000 acked messages (0 when nothing was acked).
-pub fn cpu_per_thousand(cpu_secs: f64, acked: u64) -> f64 {
-    if acked > 0 {
-        cpu_secs / (acked as f64 / 1000.0)
-    } else {
-        0.0
-    }
-}
 
 /// Counts of what idle sockets received.
 #[derive(Default)]

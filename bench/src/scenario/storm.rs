@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{EventCounts, hold, pace};
+use super::{EventCounts, hold, load::open_loop};
 use crate::{
     context::{Common, ConnectStats, Ctx},
     sio::{self, Packet, Ws},
@@ -57,9 +57,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let init_ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = sio::now_us();
-    let period_us = a.within * 1e6 / a.count.max(1) as f64;
-    for i in 0..a.count {
-        pace(started, i, period_us).await;
+    let rate = a.count.max(1) as f64 / a.within.max(1e-3);
+    open_loop(rate, a.count as u64, |k, _| {
+        let i = k as usize;
         let ep = ctx.endpoint(i).clone();
         let source = ctx.source(i);
         let token = ctx.users[i].token.clone();
@@ -86,7 +86,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
                 hold(ws, stop, counts).await;
             }
         });
-    }
+        true
+    })
+    .await;
     let connects_started_secs = (sio::now_us() - started) as f64 / 1e6;
     let give_up = started + ((a.within + a.max_settle) * 1e6) as u64;
     let quiet_us = (a.quiet * 1e6) as u64;
