@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{middleware, serve::ListenerExt};
+use axum::middleware;
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     http,
     limits::HandshakeGate,
+    listener,
     metrics::Metrics,
     mode::Mode,
     presence::{Presence, Upkeep},
@@ -172,30 +173,25 @@ async fn run<A: Adapter>(
 ) -> anyhow::Result<()> {
     let config = state.config.clone();
     let chat = state.chat.clone();
+    let state_metrics = state.metrics.clone();
     let app = http::router(state)
         .layer(layer)
         .layer(middleware::from_fn(http::own_socket_request_head))
         .layer(http::cors(&config))
         .layer(middleware::from_fn(http::preflight_no_content));
     let io_for_shutdown = io.clone();
-    // No Nagle: a small frame (an ack, a message:new) must leave at once, not wait for the
-    // peer's delayed ACK (up to 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(
+    listener::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        config.connections,
+        state_metrics.connections.clone(),
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
+            io_for_shutdown.close().await;
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
-        io_for_shutdown.close().await;
-    })
-    .await
-    .context("server error")?;
+    .await;
     chat.drain(Duration::from_secs(10)).await;
     upkeep.stop().await;
     tracing::info!("stopped");

@@ -9,7 +9,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::store::rooms::RoomLimits;
+use crate::{listener::ConnectionLimits, store::rooms::RoomLimits};
 
 /// Command line of the `nexus-chat` binary.
 #[derive(Debug, Parser)]
@@ -162,6 +162,18 @@ pub struct Settings {
     /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
     pub socket_buffer_packets: u32,
+    /// Open TCP connections (HTTP and WebSocket) at once; past it only /health and /ready are answered. 0: 90% of the open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0, value_parser = parse_range("MAX_CONNECTIONS", 0, 10_000_000))]
+    pub max_connections: u32,
+    /// Open TCP connections from one client address (an IPv6 client: its /64); 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = parse_range("MAX_CONNECTIONS_PER_IP", 0, 10_000_000))]
+    pub max_connections_per_ip: u32,
+    /// Seconds a client has to send a complete request head (also the keep-alive wait for the next one).
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = parse_range("HTTP_HEADER_READ_TIMEOUT_SECS", 1, 3600))]
+    pub http_header_read_timeout_secs: u32,
+    /// Seconds without a byte either way after which a connection that is not a WebSocket is closed (above the 25 s long-poll).
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = parse_range("HTTP_IDLE_TIMEOUT_SECS", 30, 86_400))]
+    pub http_idle_timeout_secs: u32,
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
@@ -229,6 +241,8 @@ pub struct Config {
     pub socket_buffer_packets: u32,
     /// Room sizes.
     pub rooms: RoomLimits,
+    /// HTTP connection caps and timeouts.
+    pub connections: ConnectionLimits,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -362,6 +376,12 @@ impl Settings {
             rooms: RoomLimits {
                 max_members: self.room_max_members,
                 max_rooms_per_user: self.max_rooms_per_user,
+            },
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                max_per_address: self.max_connections_per_ip,
+                header_read_timeout: Duration::from_secs(self.http_header_read_timeout_secs.into()),
+                idle_timeout: Duration::from_secs(self.http_idle_timeout_secs.into()),
             },
             log_format: self.log_format,
         })

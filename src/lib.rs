@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod mode;
 pub mod nest_import;

@@ -90,6 +90,8 @@ pub struct Metrics {
     pub cursor_batches: AtomicU64,
     /// `typing` events dropped by the per-socket limit.
     pub typing_dropped: AtomicU64,
+    /// The HTTP listener's connection counts.
+    pub connections: std::sync::Arc<crate::listener::ConnectionStats>,
 }
 
 impl Default for Metrics {
@@ -110,6 +112,7 @@ impl Default for Metrics {
             cursor_moves: AtomicU64::new(0),
             cursor_batches: AtomicU64::new(0),
             typing_dropped: AtomicU64::new(0),
+            connections: Default::default(),
         }
     }
 }
@@ -234,6 +237,7 @@ impl Metrics {
             "Sockets disconnected because their outgoing buffer was full.",
             &self.slow_consumers_disconnected,
         );
+        self.connections.render(&mut out);
         out
     }
 }
