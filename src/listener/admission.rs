@@ -179,6 +179,8 @@ pub struct Admission {
     per_address: Mutex<HashMap<IpAddr, u32>>,
     /// Every open connection by admission order (oldest first), for eviction.
     open: Mutex<BTreeMap<u64, Arc<ConnFlags>>>,
+    /// Evicted connections whose task has not closed them yet: they count as gone.
+    evicting: AtomicI64,
     next_id: AtomicU64,
     stats: Arc<ConnectionStats>,
 }
@@ -199,6 +201,7 @@ impl Admission {
             max_per_address: limits.max_per_address,
             per_address: Mutex::new(HashMap::new()),
             open: Mutex::new(BTreeMap::new()),
+            evicting: AtomicI64::new(0),
             next_id: AtomicU64::new(0),
             stats,
         }
@@ -214,6 +217,7 @@ impl Admission {
         match map.values().find(|f| f.evictable()) {
             Some(flags) => {
                 flags.evicted.store(true, Relaxed);
+                self.evicting.fetch_add(1, Relaxed);
                 flags.evict.notify_one();
                 self.stats.evicted.fetch_add(1, Relaxed);
                 true
@@ -234,7 +238,8 @@ impl Admission {
     /// Admits (or not) one more connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Verdict {
         let key = address_key(ip);
-        let open = usize::try_from(self.stats.open.load(Relaxed)).unwrap_or(0);
+        let open = self.stats.open.load(Relaxed) - self.evicting.load(Relaxed);
+        let open = usize::try_from(open).unwrap_or(0);
         if open >= self.max_connections.saturating_add(PROBE_RESERVE) {
             self.stats.refused_capacity.fetch_add(1, Relaxed);
             return Verdict::Capacity;
@@ -303,6 +308,9 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.admission.open_map().remove(&self.id);
+        if self.flags.evicted.load(Relaxed) {
+            self.admission.evicting.fetch_sub(1, Relaxed);
+        }
         self.admission.stats.open.fetch_sub(1, Relaxed);
         let mut map = self.admission.lock();
         if let Some(n) = map.get_mut(&self.key) {
