@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod http;
 pub mod limits;
