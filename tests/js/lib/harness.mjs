@@ -330,11 +330,11 @@ function spawnServer(port, childEnv, label, { nofile } = {}) {
  * Starts `n` instances sharing one fresh PostgreSQL database, one random REDIS_PREFIX and one
  * JWT_SECRET. `stop()` stops them all, drops the database and deletes the prefix's keys.
  */
-export async function startCluster(n, { env = {} } = {}) {
+export async function startCluster(n, { env = {}, nofile } = {}) {
   const db = await createTestDatabase();
   let cluster;
   try {
-    cluster = await startClusterOn(n, { databaseUrl: db.url, env });
+    cluster = await startClusterOn(n, { databaseUrl: db.url, env, nofile });
   } catch (err) {
     await dropTestDatabase(db.name).catch(() => {});
     throw err;
@@ -643,7 +643,7 @@ export { randomUUID };
  * Like startCluster, on a PostgreSQL database the caller owns (e.g. a throwaway PostgreSQL
  * cluster): `databaseUrl` is used as is and never dropped; the Redis prefix's keys are deleted.
  */
-export async function startClusterOn(n, { databaseUrl, env = {} } = {}) {
+export async function startClusterOn(n, { databaseUrl, env = {}, nofile } = {}) {
   if (!databaseUrl) throw new Error('startClusterOn needs a databaseUrl');
   const redisPrefix = `nexus_test_${randomBytes(6).toString('hex')}`;
   const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
@@ -657,6 +657,7 @@ export async function startClusterOn(n, { databaseUrl, env = {} } = {}) {
           mode: 'postgres',
           databaseUrl,
           label: `node${i}`,
+          nofile,
           env: { ...sharedEnv, INSTANCE_ID: `${redisPrefix}-node${i}` },
         }),
       );
