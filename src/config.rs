@@ -162,7 +162,7 @@ pub struct Settings {
     /// Outgoing packets buffered per socket; a socket whose buffer is full is disconnected.
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 4096, value_parser = parse_range("SOCKET_BUFFER_PACKETS", 16, 1_000_000))]
     pub socket_buffer_packets: u32,
-    /// Open TCP connections (HTTP and WebSocket) at once; past it only /health and /ready are answered. 0: 90% of the open-file limit.
+    /// Open TCP connections (HTTP and WebSocket) at once; at it the oldest idle HTTP connection makes room, else only /health and /ready are answered. 0: 90% of the open-file limit.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0, value_parser = parse_range("MAX_CONNECTIONS", 0, 10_000_000))]
     pub max_connections: u32,
     /// Open TCP connections from one client address (an IPv6 client: its /64); 0: no cap.
