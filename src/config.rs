@@ -491,6 +491,23 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_are_checked_and_carried_over() {
+        let err = settings(&["--http-idle-timeout-secs", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_IDLE_TIMEOUT_SECS"), "{err}");
+        let mut s =
+            settings(&["--max-connections-per-ip", "0", "--max-connections", "500"]).unwrap();
+        s.database_url = None;
+        s.db_host = None;
+        s.redis_url = None;
+        s.redis_host = None;
+        let limits = s.resolve().unwrap().connections;
+        assert_eq!((limits.max_per_address, limits.max_connections), (0, 500));
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
     fn legacy_db_variables_build_a_postgres_url() {
         let mut s = settings(&[]).unwrap();
         s.database_url = None;
