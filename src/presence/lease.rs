@@ -59,7 +59,7 @@ impl Presence {
 
 /// Longest a stopping instance waits for its lease thread's last renewal, and for the release.
 /// Redis answers in milliseconds; past this it is not answering, and the lease will expire.
-const STOP_BOUND: Duration = Duration::from_millis(750);
+const STOP_BOUND: Duration = Duration::from_millis(500);
 
 impl Upkeep {
     /// Stops the upkeep and gives up the lease: within a second another instance's sweep counts
