@@ -32,10 +32,18 @@ fn main() {
         );
         return;
     }
-    if !web.join("node_modules").is_dir() && !run(npm, &["ci", "--no-audit", "--no-fund"], web) {
+    // Cargo shows a build script's output only as warnings; say what the wait is for.
+    let install = !web.join("node_modules").is_dir();
+    println!(
+        "cargo:warning=building the web client in web/ ({}npm run build); set NEXUS_SKIP_WEB_BUILD=1 to skip it",
+        if install { "npm ci, then " } else { "" }
+    );
+    if install && !run(npm, &["ci", "--no-audit", "--no-fund"], web) {
         return;
     }
-    run(npm, &["run", "build"], web);
+    if run(npm, &["run", "build"], web) {
+        println!("cargo:warning=web client built into web/dist");
+    }
 }
 
 fn run(program: &str, args: &[&str], dir: &Path) -> bool {

@@ -354,6 +354,8 @@ function Host-Port([string]$HostName, $PortNumber) {
 # ----------------------------------------------------------------------------------------------
 
 function Pid-File($P) { return (Join-Path $RunDir "instance-$P.pid") }
+# Written by 'stop' before it ends the instances; removed by the next start.
+function Stop-Marker { return (Join-Path $RunDir 'stopping') }
 function Log-File($P) { return (Join-Path $RunDir "instance-$P.log") }
 
 # Test-Ours ID: alive and still a 'nexus-chat serve' (guards against a recycled pid).
@@ -465,6 +467,9 @@ function Invoke-Stop {
         return 0
     }
     Step "Stopping $($items.Count) instance(s)"
+    # Tells a foreground launcher watching these instances that they are being stopped on
+    # purpose (it reports that and exits 0, instead of "every instance has exited").
+    New-Item -ItemType File -Path (Stop-Marker) -Force | Out-Null
     if ($OnWindows) { Say '    (Windows has no SIGTERM: the instances are ended forcefully)' }
     if (Stop-Instances $items) { Say 'All stopped.' }
     else { Warn "some instances had to be killed; see their logs in $RunDir" }
@@ -736,6 +741,7 @@ function Invoke-Start {
         $script:ExitCode = 1; return
     }
 
+    Remove-Item -LiteralPath (Stop-Marker) -Force -ErrorAction SilentlyContinue
     Step "Starting $NCount instance(s) on ports $FirstPort-$lastPort (logs in $RunDir)"
     for ($p = $FirstPort; $p -le $lastPort; $p++) {
         Set-ChildEnv 'PORT' "$p"
@@ -817,6 +823,7 @@ function Invoke-Start {
     Say 'Press Ctrl-C to stop all instances.'
     # Foreground: watch the instances until Ctrl-C (which runs the finally block below).
     $reported = @{}
+    $crashed = 0
     while ($true) {
         $alive = 0
         foreach ($inst in $Started) {
@@ -826,14 +833,24 @@ function Invoke-Start {
                 $reported[$inst.Port] = $true
                 $status = '?'
                 try { $status = $inst.Process.ExitCode } catch { }
+                # Stopped on purpose: 'stop' left its marker (or already removed the pid file).
+                if ((Test-Path -LiteralPath (Stop-Marker)) -or -not (Test-Path -LiteralPath (Pid-File $inst.Port))) {
+                    Say "    node-$($inst.Port) (pid $($inst.Id)) stopped by '$Again stop' (status $status)"
+                } else {
+                    $crashed++
+                    Warn "node-$($inst.Port) (pid $($inst.Id)) exited on its own (status $status). Last lines of $(Log-File $inst.Port):"
+                    Get-Content -LiteralPath (Log-File $inst.Port) -Tail 15 -ErrorAction SilentlyContinue | ForEach-Object { [Console]::Error.WriteLine("    $_") }
+                }
                 Remove-Item -LiteralPath (Pid-File $inst.Port) -Force -ErrorAction SilentlyContinue
-                Warn "node-$($inst.Port) (pid $($inst.Id)) exited on its own (status $status). Last lines of $(Log-File $inst.Port):"
-                Get-Content -LiteralPath (Log-File $inst.Port) -Tail 15 -ErrorAction SilentlyContinue | ForEach-Object { [Console]::Error.WriteLine("    $_") }
             }
         }
         if ($alive -eq 0) {
-            Err 'every instance has exited'
             $Started.Clear()
+            if ($crashed -eq 0) {
+                Say 'All instances were stopped.'
+                $script:ExitCode = 0; return
+            }
+            Err 'every instance has exited'
             $script:ExitCode = 1; return
         }
         Start-Sleep -Seconds 1

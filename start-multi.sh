@@ -368,6 +368,8 @@ load_env_file() {
 # ----------------------------------------------------------------------------------------------
 
 pid_file() { printf '%s/instance-%s.pid' "$RUN_DIR" "$1"; }
+# Written by `stop` before it signals the instances; removed by the next start.
+stop_marker() { printf '%s/stopping' "$RUN_DIR"; }
 log_file() { printf '%s/instance-%s.log' "$RUN_DIR" "$1"; }
 
 # is_ours PID: alive and still a 'nexus-chat serve' (guards against a recycled pid).
@@ -480,6 +482,9 @@ do_stop() {
         return 0
     fi
     step "Stopping ${#items[@]} instance(s)"
+    # Tells a foreground launcher watching these instances that they are being stopped on
+    # purpose (it reports that and exits 0, instead of "every instance has exited").
+    : >"$(stop_marker)"
     if stop_pids "${items[@]}"; then
         say "All stopped."
     else
@@ -773,6 +778,7 @@ on_signal() {
 }
 trap on_signal INT TERM HUP
 
+rm -f "$(stop_marker)"
 step "Starting $COUNT instance(s) on ports $FIRST_PORT-$LAST_PORT (logs in $RUN_DIR)"
 for ((port = FIRST_PORT; port <= LAST_PORT; port++)); do
     log=$(log_file "$port")
@@ -854,6 +860,7 @@ STARTED=1
 say "Press Ctrl-C to stop all instances."
 # Foreground: watch the instances until a signal arrives.
 reported=()
+crashed=0
 while :; do
     alive=0
     for ((i = 0; i < COUNT; i++)); do
@@ -864,12 +871,22 @@ while :; do
             reported[i]=1
             wait "$pid" 2>/dev/null
             rc=$?
+            # Stopped on purpose: `stop` left its marker (or already removed the pid file).
+            if [[ -e $(stop_marker) || ! -e $(pid_file "${PORTS[$i]}") ]]; then
+                say "    node-${PORTS[$i]} (pid $pid) stopped by '$AGAIN stop' (status $rc)"
+            else
+                crashed=$((crashed + 1))
+                warn "node-${PORTS[$i]} (pid $pid) exited on its own (status $rc). Last lines of $(log_file "${PORTS[$i]}"):"
+                tail -n 15 "$(log_file "${PORTS[$i]}")" | sed 's/^/    /' >&2
+            fi
             rm -f "$(pid_file "${PORTS[$i]}")"
-            warn "node-${PORTS[$i]} (pid $pid) exited on its own (status $rc). Last lines of $(log_file "${PORTS[$i]}"):"
-            tail -n 15 "$(log_file "${PORTS[$i]}")" | sed 's/^/    /' >&2
         fi
     done
     if ((alive == 0)); then
+        if ((crashed == 0)); then
+            say "All instances were stopped."
+            exit 0
+        fi
         err "every instance has exited"
         exit 1
     fi

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{middleware, serve::ListenerExt};
+use axum::middleware;
 use socketioxide::{SocketIo, SocketIoBuilder, adapter::Adapter, layer::SocketIoLayer};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     http,
     limits::HandshakeGate,
+    listener,
     metrics::Metrics,
     mode::Mode,
     presence::{Presence, Upkeep},
@@ -183,6 +184,7 @@ async fn run<A: Adapter>(
     let config = state.config.clone();
     let chat = state.chat.clone();
     let upgrades = state.upgrades.clone();
+    let state_metrics = state.metrics.clone();
     let app = http::router(state)
         .layer(layer)
         .layer(middleware::from_fn(http::own_socket_request_head))
@@ -191,35 +193,39 @@ async fn run<A: Adapter>(
             socket::track_upgrades,
         ))
         .layer(http::cors(&config))
-        .layer(middleware::from_fn(http::preflight_no_content))
-        // Outermost: every request learns its peer's address and its connection's byte count.
-        .layer(middleware::from_fn(socket::split_peer));
+        .layer(middleware::from_fn(http::preflight_no_content));
     let io_for_shutdown = io.clone();
-    // No Nagle: a small frame (an ack, a message:new) must leave at once, not wait for the
-    // peer's delayed ACK (up to 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    // Each connection counts the bytes it writes: a socket's backlog (socket/backlog.rs).
-    let listener = socket::CountingListener(listener);
-    axum::serve(
+    listener::serve(
         listener,
-        app.into_make_service_with_connect_info::<socket::Peer>(),
+        app,
+        config.connections,
+        state_metrics.connections.clone(),
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
+            // Closing the sockets is local and quick; closing the adapter unsubscribes from Redis,
+            // which an unreachable Redis would hold for the whole publish timeout.
+            if tokio::time::timeout(CLOSE_BOUND, io_for_shutdown.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the Socket.io adapter did not close in time (Redis unreachable?)");
+            }
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing sockets so clients reconnect elsewhere");
-        io_for_shutdown.close().await;
-    })
-    .await
-    .context("server error")?;
-    chat.drain(Duration::from_secs(10)).await;
+    .await;
+    let started = std::time::Instant::now();
+    chat.drain(DRAIN_LIMIT).await;
     upkeep.stop().await;
-    tracing::info!("stopped");
+    tracing::info!(drain_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
+
+/// Longest wait for the sockets to close and the adapter to unsubscribe, at shutdown.
+const CLOSE_BOUND: Duration = Duration::from_secs(1);
+/// Longest wait for each queue of work in flight (writes, read cursors, cache pushes) at
+/// shutdown, as long as it keeps moving; one that stops moving is given up after a second.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -9,7 +9,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::store::rooms::RoomLimits;
+use crate::{listener::ConnectionLimits, store::rooms::RoomLimits};
 
 /// Command line of the `nexus-chat` binary.
 #[derive(Debug, Parser)]
@@ -196,6 +196,18 @@ pub struct Settings {
     /// Outgoing bytes queued per socket (not yet written to its connection); past it the socket is disconnected. At least twice MAX_PAYLOAD_BYTES.
     #[arg(long, env = "SOCKET_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_range("SOCKET_BUFFER_BYTES", 64 << 10, 1 << 30))]
     pub socket_buffer_bytes: u32,
+    /// Open TCP connections (HTTP and WebSocket) at once; at it the oldest idle HTTP connection makes room, else only /health and /ready are answered. 0: 90% of the open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0, value_parser = parse_range("MAX_CONNECTIONS", 0, 10_000_000))]
+    pub max_connections: u32,
+    /// Open TCP connections from one client address (an IPv6 client: its /64); 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = parse_range("MAX_CONNECTIONS_PER_IP", 0, 10_000_000))]
+    pub max_connections_per_ip: u32,
+    /// Seconds a client has to send a complete request head (also the keep-alive wait for the next one).
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = parse_range("HTTP_HEADER_READ_TIMEOUT_SECS", 1, 3600))]
+    pub http_header_read_timeout_secs: u32,
+    /// Seconds without a byte either way after which a connection that is not a WebSocket is closed (above the 25 s long-poll).
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = parse_range("HTTP_IDLE_TIMEOUT_SECS", 30, 86_400))]
+    pub http_idle_timeout_secs: u32,
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
@@ -271,6 +283,8 @@ pub struct Config {
     pub socket_buffer_bytes: u64,
     /// Room sizes.
     pub rooms: RoomLimits,
+    /// HTTP connection caps and timeouts.
+    pub connections: ConnectionLimits,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -418,6 +432,12 @@ impl Settings {
                 max_members: self.room_max_members,
                 max_rooms_per_user: self.max_rooms_per_user,
             },
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                max_per_address: self.max_connections_per_ip,
+                header_read_timeout: Duration::from_secs(self.http_header_read_timeout_secs.into()),
+                idle_timeout: Duration::from_secs(self.http_idle_timeout_secs.into()),
+            },
             log_format: self.log_format,
         })
     }
@@ -523,6 +543,23 @@ mod tests {
     fn an_invalid_value_names_its_variable() {
         let err = settings(&["--bcrypt-cost", "99"]).unwrap_err().to_string();
         assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_are_checked_and_carried_over() {
+        let err = settings(&["--http-idle-timeout-secs", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_IDLE_TIMEOUT_SECS"), "{err}");
+        let mut s =
+            settings(&["--max-connections-per-ip", "0", "--max-connections", "500"]).unwrap();
+        s.database_url = None;
+        s.db_host = None;
+        s.redis_url = None;
+        s.redis_host = None;
+        let limits = s.resolve().unwrap().connections;
+        assert_eq!((limits.max_per_address, limits.max_connections), (0, 500));
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
     }
 
     #[test]

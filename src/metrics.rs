@@ -104,6 +104,8 @@ pub struct Metrics {
     pub revoked_sockets_closed: AtomicU64,
     /// Polls of the access log that failed (the last known revocations stay in force).
     pub access_refresh_errors: AtomicU64,
+    /// The HTTP listener's connection counts.
+    pub connections: std::sync::Arc<crate::listener::ConnectionStats>,
 }
 
 impl Default for Metrics {
@@ -131,6 +133,7 @@ impl Default for Metrics {
             revoked_refused: AtomicU64::new(0),
             revoked_sockets_closed: AtomicU64::new(0),
             access_refresh_errors: AtomicU64::new(0),
+            connections: Default::default(),
         }
     }
 }
@@ -297,6 +300,7 @@ impl Metrics {
             "Sockets disconnected because their queued bytes passed SOCKET_BUFFER_BYTES.",
             &self.socket_buffer_bytes_exceeded,
         );
+        self.connections.render(&mut out);
         out
     }
 }

@@ -264,10 +264,11 @@ impl Chat {
         Ok((page, has_more))
     }
 
-    /// Waits for sends in flight to be committed and cached (bounded), for a graceful shutdown.
+    /// Waits for sends in flight to be committed and cached, for a graceful shutdown: each queue
+    /// at most `limit`, and only while it makes progress (a database or Redis that stopped
+    /// answering does not hold the stop).
     pub async fn drain(&self, limit: std::time::Duration) {
-        self.writer.drain(limit).await;
-        self.cursors.drain(limit).await;
+        tokio::join!(self.writer.drain(limit), self.cursors.drain(limit));
         if let Some(cache) = self.mode.history_cache() {
             cache.drain(limit).await;
         }

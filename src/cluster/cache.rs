@@ -260,13 +260,15 @@ impl HistoryCache {
         }
     }
 
-    /// Waits (at most `limit`) until every queued push has been written: at shutdown, so the
-    /// cache holds every message this instance committed.
+    /// Waits (at most `limit`, and only while pushes keep completing) until every queued push
+    /// has been written: at shutdown, so the cache holds every message this instance committed.
     pub async fn drain(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // With Redis unreachable nothing queued can be written: the lease this instance fails to
+        // release expires, and the instance that sweeps it invalidates the cache.
+        if !self.client.is_connected() {
+            return;
         }
+        crate::drain::while_progressing(|| self.in_flight.load(Relaxed), limit).await;
     }
 
     async fn push_loop(self, mut queue: mpsc::Receiver<Push>) {

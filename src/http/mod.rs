@@ -4,8 +4,8 @@
 mod accounts;
 mod body;
 mod conversations;
-pub mod openapi;
 mod errors;
+pub mod openapi;
 mod ops;
 mod rooms;
 

@@ -57,13 +57,32 @@ impl Presence {
     }
 }
 
+/// Longest a stopping instance waits for its lease thread's last renewal, and for the release.
+/// Redis answers in milliseconds; past this it is not answering, and the lease will expire.
+const STOP_BOUND: Duration = Duration::from_millis(500);
+
 impl Upkeep {
     /// Stops the upkeep and gives up the lease: within a second another instance's sweep counts
-    /// out whatever sockets this one still held and announces the users who are gone.
+    /// out whatever sockets this one still held and announces the users who are gone. Bounded:
+    /// with Redis unreachable the lease is left to expire (its sweep then also invalidates the
+    /// history cache, as for a crash), so a stop never waits out Redis timeouts.
     pub async fn stop(self) {
         if let Some((presence, tasks)) = self.leases {
             tasks.stop().await;
-            release(&presence).await;
+            if !presence.client.is_connected() {
+                tracing::warn!(
+                    "Redis is unreachable: the presence lease is not released; it expires by itself"
+                );
+                return;
+            }
+            if tokio::time::timeout(STOP_BOUND, release(&presence))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "Redis did not answer the lease release in time; the lease expires by itself"
+                );
+            }
         }
     }
 }
@@ -274,8 +293,9 @@ impl LeaseTasks {
     /// so that a lease released afterwards stays released.
     async fn stop(mut self) {
         self.stop.take();
+        self.sweeper.abort();
         if let Some(stopped) = self.stopped.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), stopped).await;
+            let _ = tokio::time::timeout(STOP_BOUND, stopped).await;
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Neither socketioxide nor engineioxide tells how much a socket has queued (engineioxide's
 //! buffer is a channel bounded in packets), so we count both ends ourselves: every connection's
-//! I/O is wrapped by [`CountingListener`], which counts the bytes written to the kernel
+//! I/O is wrapped by the listener's `CountingIo`, which counts the bytes written to the kernel
 //! ([`SentBytes`]); every event `deliver` writes to a socket is [`Backlog::charge`]d with its
 //! encoded size. What was charged and not yet written is queued. Written bytes we did not charge
 //! (acks, presence broadcasts, pings, framing) only ever make the estimate lower, and it never
@@ -18,156 +18,15 @@
 
 use std::{
     collections::HashMap,
-    io,
-    net::SocketAddr,
-    pin::Pin,
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
-    task::{Context, Poll},
 };
 
-use axum::{
-    extract::{ConnectInfo, Request, connect_info::Connected},
-    middleware::Next,
-    response::Response,
-    serve::{IncomingStream, Listener},
-};
+use crate::listener::SentBytes;
+use axum::{extract::Request, middleware::Next, response::Response};
 use socketioxide::{TransportType, adapter::Adapter, extract::SocketRef};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Bytes written to one connection's transport so far. Shared by the connection's I/O and every
-/// request (and so socket) that came on it.
-#[derive(Debug, Clone, Default)]
-pub struct SentBytes(Arc<AtomicU64>);
-
-impl SentBytes {
-    fn get(&self) -> u64 {
-        self.0.load(Relaxed)
-    }
-
-    fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Relaxed);
-    }
-
-    /// Whether the connection is gone (only this handle and its copies outside it remain).
-    fn is_orphan(&self) -> bool {
-        Arc::strong_count(&self.0) <= 1
-    }
-}
-
-/// A connection's I/O that counts what it writes.
-#[derive(Debug)]
-pub struct CountingIo<T> {
-    inner: T,
-    sent: SentBytes,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.sent.add(n);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.sent.add(n);
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A listener whose connections count the bytes they write.
-#[derive(Debug)]
-pub struct CountingListener<L>(pub L);
-
-impl<L> Listener for CountingListener<L>
-where
-    L: Listener,
-{
-    type Io = CountingIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (inner, addr) = self.0.accept().await;
-        let io = CountingIo {
-            inner,
-            sent: SentBytes::default(),
-        };
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// What the server knows of a connection: the peer's address and its written-bytes count.
-/// [`split_peer`] turns it into the `ConnectInfo<SocketAddr>` the rest of the code reads.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    addr: SocketAddr,
-    sent: SentBytes,
-}
-
-impl<L> Connected<IncomingStream<'_, CountingListener<L>>> for Peer
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    fn connect_info(stream: IncomingStream<'_, CountingListener<L>>) -> Self {
-        Peer {
-            addr: *stream.remote_addr(),
-            sent: stream.io().sent.clone(),
-        }
-    }
-}
-
-/// Middleware (outermost): gives each request `ConnectInfo<SocketAddr>` and its connection's
-/// [`SentBytes`].
-pub async fn split_peer(mut req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions_mut().remove::<ConnectInfo<Peer>>() {
-        req.extensions_mut().insert(ConnectInfo(peer.addr));
-        req.extensions_mut().insert(peer.sent);
-    }
-    next.run(req).await
-}
 
 /// The connections of WebSocket upgrades, by Engine.IO session id, until their socket picks
 /// theirs up. An entry whose connection closed is dropped at the next upgrade.

@@ -12,7 +12,7 @@ pub(crate) mod ratelimit;
 mod user;
 
 pub use access::watch_access;
-pub use backlog::{CountingListener, Peer, Upgrades, split_peer, track_upgrades};
+pub use backlog::{Upgrades, track_upgrades};
 pub use deliver::serve_bus;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_core::adapter::DefinedAdapter;

@@ -73,12 +73,10 @@ impl CursorWriter {
         result
     }
 
-    /// Waits (at most `limit`) until every queued move is answered, for a graceful shutdown.
+    /// Waits (at most `limit`, and only while moves keep completing) until every queued move is
+    /// answered, for a graceful shutdown.
     pub async fn drain(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.pending.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::drain::while_progressing(|| self.pending.load(Relaxed), limit).await;
     }
 }
 

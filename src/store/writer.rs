@@ -111,13 +111,11 @@ impl MessageWriter {
         result
     }
 
-    /// Waits (at most `limit`) until every submitted write has been answered: at shutdown, so
-    /// that sends already received are committed and acked before the process exits.
+    /// Waits (at most `limit`, and only while writes keep completing) until every submitted write
+    /// has been answered: at shutdown, so that sends already received are committed before the
+    /// process exits, without waiting out the timeouts of a database that stopped answering.
     pub async fn drain(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.pending.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::drain::while_progressing(|| self.pending.load(Relaxed), limit).await;
     }
 }
 

@@ -279,4 +279,51 @@ check "the launcher exits 0 after stopping on SIGTERM (got ${rc:-still running})
 if ! alive "${server_pid:-0}" && ! port_open "$P"; then pass "the instance is gone"; else fail "the instance is gone"; fi
 check "its pid file is removed" test ! -e "$NEXUS_RUN_DIR/instance-$P.pid"
 
+# ---------------------------------------------------------------------------------------------
+echo "== foreground, then '$(basename "$LAUNCHER") stop' from another shell; then a crash"
+# start_foreground LOG: starts a 1-instance foreground launcher on fresh ports; sets FG_PID and P.
+start_foreground() {
+    P=$(free_ports) || return 1
+    JWT_SECRET=test-secret-0123456789 "$LAUNCHER" -n 1 -p "$P" --no-build -e "$ENV_FILE" >"$1" 2>&1 &
+    FG_PID=$!
+    for ((i = 0; i < 120; i++)); do
+        grep -q 'Press Ctrl-C' "$1" && return 0
+        kill -0 "$FG_PID" 2>/dev/null || return 1
+        sleep 0.5
+    done
+    return 1
+}
+# wait_foreground: waits (bounded) for the launcher to exit; sets rc (empty if still running).
+wait_foreground() {
+    rc=
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$FG_PID" 2>/dev/null; then
+            wait "$FG_PID"
+            rc=$?
+            break
+        fi
+        sleep 0.5
+    done
+    FG_PID=
+}
+FG_LOG=$WORK/foreground-stop.out
+if start_foreground "$FG_LOG"; then pass "foreground start (for stop)"; else fail "foreground start (for stop)" "$(cat "$FG_LOG")"; fi
+out=$(with_timeout 60 "$LAUNCHER" stop 2>&1)
+check "stop from another shell exits 0" test $? -eq 0
+wait_foreground
+if [[ ${rc:-x} == 0 ]]; then pass "the foreground launcher exits 0 after a deliberate stop"; else fail "the foreground launcher exits 0 after a deliberate stop (got ${rc:-still running})" "$(cat "$FG_LOG")"; fi
+if ! grep -q 'every instance has exited' "$FG_LOG" && grep -q 'stopped by' "$FG_LOG"; then
+    pass "it reports the deliberate stop, not an error"
+else
+    fail "it reports the deliberate stop, not an error" "$(cat "$FG_LOG")"
+fi
+
+FG_LOG=$WORK/foreground-crash.out
+if start_foreground "$FG_LOG"; then pass "foreground start (for a crash)"; else fail "foreground start (for a crash)" "$(cat "$FG_LOG")"; fi
+server_pid=$(cat "$NEXUS_RUN_DIR/instance-$P.pid" 2>/dev/null)
+[[ -n $server_pid ]] && kill -KILL "$server_pid" 2>/dev/null
+wait_foreground
+check "a crashed instance still ends the launcher with exit 1 (got ${rc:-still running})" test "${rc:-x}" = 1
+check "and says every instance has exited" grep -q 'every instance has exited' "$FG_LOG"
+
 finish

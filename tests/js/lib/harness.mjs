@@ -177,10 +177,10 @@ export async function deleteRedisKeys(prefix) {
  *
  * mode 'sqlite' gets a fresh DATA_DIR (unless `dataDir` is given), mode 'postgres' a fresh database
  * (unless `databaseUrl` is given, as the cluster does); what is given is the caller's to remove. Output is kept in a buffer: `log()` returns it, and it is printed live
- * when TEST_LOG is set. `stop()` sends SIGTERM (then SIGKILL after 10 s) and removes what was created;
+ * when TEST_LOG is set. `nofile` runs it under `ulimit -n nofile`. `stop()` sends SIGTERM (then SIGKILL after 10 s) and removes what was created;
  * `kill()` sends SIGKILL, like a crashed machine.
  */
-export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, dataDir, label = '' } = {}) {
+export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, dataDir, label = '', nofile } = {}) {
   const owned = { dataDir: null, database: null };
   let dbUrl = databaseUrl;
   if (mode === 'postgres' && !dbUrl) {
@@ -223,7 +223,7 @@ export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, data
       childEnv.DATABASE_URL = dbUrl;
     }
 
-    const server = spawnServer(port, childEnv, label);
+    const server = spawnServer(port, childEnv, label, { nofile });
     try {
       await server.waitReady();
     } catch (err) {
@@ -250,12 +250,16 @@ export async function startServer({ mode = 'sqlite', env = {}, databaseUrl, data
   throw lastError;
 }
 
-function spawnServer(port, childEnv, label) {
+function spawnServer(port, childEnv, label, { nofile } = {}) {
   if (!NEXUS_BIN) throw new Error('NEXUS_BIN is empty');
   const url = `http://127.0.0.1:${port}`;
   const chunks = [];
   const tag = `[nexus${label ? ` ${label}` : ''} :${port}] `;
-  const proc = spawn(NEXUS_BIN, ['serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With `nofile`, the server runs under `ulimit -n nofile` (bash execs it: the pid is the server's).
+  const [cmd, args] = nofile
+    ? ['bash', ['-c', `ulimit -n ${Number(nofile)} && exec "$0" serve`, NEXUS_BIN]]
+    : [NEXUS_BIN, ['serve']];
+  const proc = spawn(cmd, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let spawnError = null;
   const exited = new Promise((resolve) => {
     proc.on('exit', (code, signal) => resolve({ code, signal }));
@@ -327,11 +331,11 @@ function spawnServer(port, childEnv, label) {
  * Starts `n` instances sharing one fresh PostgreSQL database, one random REDIS_PREFIX and one
  * JWT_SECRET. `stop()` stops them all, drops the database and deletes the prefix's keys.
  */
-export async function startCluster(n, { env = {} } = {}) {
+export async function startCluster(n, { env = {}, nofile } = {}) {
   const db = await createTestDatabase();
   let cluster;
   try {
-    cluster = await startClusterOn(n, { databaseUrl: db.url, env });
+    cluster = await startClusterOn(n, { databaseUrl: db.url, env, nofile });
   } catch (err) {
     await dropTestDatabase(db.name).catch(() => {});
     throw err;
@@ -640,7 +644,7 @@ export { randomUUID };
  * Like startCluster, on a PostgreSQL database the caller owns (e.g. a throwaway PostgreSQL
  * cluster): `databaseUrl` is used as is and never dropped; the Redis prefix's keys are deleted.
  */
-export async function startClusterOn(n, { databaseUrl, env = {} } = {}) {
+export async function startClusterOn(n, { databaseUrl, env = {}, nofile } = {}) {
   if (!databaseUrl) throw new Error('startClusterOn needs a databaseUrl');
   const redisPrefix = `nexus_test_${randomBytes(6).toString('hex')}`;
   const jwtSecret = env.JWT_SECRET ?? randomBytes(24).toString('hex');
@@ -654,6 +658,7 @@ export async function startClusterOn(n, { databaseUrl, env = {} } = {}) {
           mode: 'postgres',
           databaseUrl,
           label: `node${i}`,
+          nofile,
           env: { ...sharedEnv, INSTANCE_ID: `${redisPrefix}-node${i}` },
         }),
       );

@@ -2,27 +2,15 @@
 // under traffic, and the history cache evicted or flushed. Runs only with TEST_CLUSTER=1.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { describe, test } from 'node:test';
 import {
   deleteRedisKeys, emitAck, eventually, http, randomName, recordEvents, redisCommand, registerAndLogin, sleep, waitForEvent, withCluster, freePort,
 } from '../lib/harness.mjs';
 import { assertOk, collectHistory, send } from '../lib/expect.mjs';
+import { startRedis } from '../lib/throwaway.mjs';
 
 const RUN = process.env.TEST_CLUSTER === '1';
 const ROOMY = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' };
-
-/** A redis-server of this test's own on `port`, keeping nothing on disk. */
-async function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await eventually(() => new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('connect', () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }), `redis-server on ${port} accepts connections`, 10_000);
-  return proc;
-}
 
 const ready = async (url) => (await http(`${url}/ready`)).status;
 
