@@ -70,6 +70,9 @@ pub async fn serve(
     stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    // Turn every handler into its service once (as `into_make_service` does): otherwise a handler
+    // route's layers, Socket.io's among them, would be built again for each request.
+    let app = app.with_state(());
     let nofile = open_file_limit();
     let admission = Arc::new(Admission::new(&limits, nofile, stats.clone()));
     tracing::info!(
