@@ -57,8 +57,16 @@ every_node_ok() {
   for p in $(ports); do
     redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
   done
-  # Every master has its replica attached.
-  [[ $(redis-cli -p "$(ports | cut -d' ' -f1)" cluster nodes 2>/dev/null | grep -c 'slave') -eq 3 ]]
+  # Every master has its replica attached, and every replica has synced (a replica that never did
+  # cannot take over).
+  [[ $(redis-cli -p "$(ports | cut -d' ' -f1)" cluster nodes 2>/dev/null | grep -c 'slave') -eq 3 ]] || return 1
+  local info
+  for p in $(ports); do
+    info=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r')
+    if grep -q '^role:slave' <<<"$info"; then
+      grep -q '^master_link_status:up' <<<"$info" || return 1
+    fi
+  done
 }
 
 start_node() {
