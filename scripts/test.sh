@@ -7,8 +7,10 @@
 #   lint/unit/build, its browser end-to-end tests, the launcher test and a benchmark smoke run.
 # It uses the PostgreSQL and Redis already running (TEST_DATABASE_URL, TEST_REDIS_URL) or starts
 # throwaway ones. Every test creates its own database and Redis prefix, so runs can overlap.
+#   A Redis Cluster (scripts/redis-cluster.sh) runs the cluster suites and a failover test; the release
+#   binary, started alone in an empty folder, must serve the web client it embeds.
 # Skip parts while iterating with SKIP_LINT=1, SKIP_JS=1, SKIP_FUZZ=1, SKIP_WEB=1, SKIP_E2E=1,
-# SKIP_BENCH=1.
+# SKIP_BENCH=1, SKIP_REDIS_CLUSTER=1, SKIP_RELEASE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +21,7 @@ SERVER_PIDS=()
 cleanup() {
   local status=$?
   for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -n ${REDIS_CLUSTER_DIR:-} ]]; then bash scripts/redis-cluster.sh stop >/dev/null 2>&1 || true; fi
   services_cleanup
   exit "$status"
 }
@@ -91,6 +94,26 @@ if [[ -z "${SKIP_JS:-}" ]]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
   (cd tests/js && TEST_CLUSTER=1 npm test)
 
+  if [[ -z "${SKIP_REDIS_CLUSTER:-}" ]]; then
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+      step "Redis Cluster (3 masters + 3 replicas): the three-instance suites on it"
+      export REDIS_CLUSTER_DIR="$LOG_DIR/redis-cluster"
+      CLUSTER_URL=$(bash scripts/redis-cluster.sh start)
+      echo "REDIS_URL=$CLUSTER_URL"
+      (cd tests/js && TEST_REDIS_URL="$CLUSTER_URL" TEST_CLUSTER=1 TEST_MODES=postgres node --test \
+        --test-concurrency=1 --test-timeout=600000 --test-name-pattern='three instances' \
+        test/cluster.test.mjs test/rooms.test.mjs test/read-state.test.mjs)
+      step "Redis Cluster failover: a master killed under traffic"
+      (cd tests/js && TEST_REDIS_URL="$CLUSTER_URL" TEST_REDIS_CLUSTER=1 node --test --test-timeout=300000 \
+        test/redis-cluster-failover.test.mjs)
+      bash scripts/redis-cluster.sh stop >/dev/null
+      unset REDIS_CLUSTER_DIR
+    else
+      echo "SKIPPED: the Redis Cluster suite and failover test need redis-server and redis-cli 7+" \
+        "(apt-get install redis-server); they did not run"
+    fi
+  fi
+
   step "60-second churn soak on a 3-node cluster (RSS, fds and Redis keys stay flat)"
   (cd tests/js && npm run soak)
 
@@ -153,6 +176,13 @@ if [[ -z "${SKIP_WEB:-}" ]]; then
       done
     fi
     psql_admin -c "DROP DATABASE IF EXISTS ${DB_URL##*/} WITH (FORCE)" >/dev/null
+
+    if [[ -z "${SKIP_RELEASE:-}" ]]; then
+      # After the web build above, so build.rs finds web/dist fresh and embeds it as it is.
+      step "release binary: build (embeds web/dist), start it alone in an empty folder, headers, Chromium"
+      cargo build --release --locked -p nexus-chat
+      bash scripts/test-release.sh "$TARGET_DIR/release/nexus-chat"
+    fi
   fi
 fi
 

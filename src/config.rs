@@ -125,9 +125,9 @@ pub struct Settings {
     /// Folder for the embedded database and the generated JWT secret.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Folder of the built web client served at / (skipped when missing).
-    #[arg(long, env = "WEB_DIR", default_value = "./web/dist")]
-    pub web_dir: PathBuf,
+    /// Folder of a built web client to serve at / instead of the one embedded in the binary (e.g. ./web/dist).
+    #[arg(long, env = "WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     /// Largest Socket.io packet (a polling body, a WebSocket message or frame) and HTTP body accepted, in bytes.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000, value_parser = parse_range("MAX_PAYLOAD_BYTES", 1024, 100_000_000))]
     pub max_payload_bytes: u32,
@@ -245,8 +245,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Data folder.
     pub data_dir: PathBuf,
-    /// Web client folder.
-    pub web_dir: PathBuf,
+    /// Web client folder overriding the embedded client.
+    pub web_dir: Option<PathBuf>,
     /// Max payload in bytes.
     pub max_payload: u32,
     /// Max message characters.
@@ -344,7 +344,7 @@ impl Settings {
                         "REDIS_URL must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL"
                     );
                 }
-                Some(url)
+                Some(cluster_seeds_as_nodes(&url))
             }
             (_, Some(host)) if !host.trim().is_empty() => {
                 Some(format!("redis://{host}:{}", self.redis_port))
@@ -405,7 +405,7 @@ impl Settings {
             bcrypt_cost: self.bcrypt_cost,
             cors_origins,
             data_dir: self.data_dir,
-            web_dir: self.web_dir,
+            web_dir: self.web_dir.filter(|d| !d.as_os_str().is_empty()),
             max_payload: self.max_payload_bytes,
             max_message_chars: self.max_message_chars as usize,
             rate_limit_burst: self.rate_limit_burst,
@@ -451,6 +451,39 @@ impl Config {
             Database::Sqlite(_) => "sqlite",
         }
     }
+}
+
+/// Accepts the common `redis-cluster://host1:port1,host2:port2` form of a cluster URL by
+/// rewriting it into the one fred parses, `redis-cluster://host1:port1?node=host2:port2`. Other
+/// URLs are returned as they are.
+fn cluster_seeds_as_nodes(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.ends_with("-cluster") {
+        return url.to_owned();
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (format!("{user}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let mut seeds = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
+    let Some(first) = seeds.next() else {
+        return url.to_owned();
+    };
+    let nodes: Vec<String> = seeds.map(|h| format!("node={h}")).collect();
+    if nodes.is_empty() {
+        return url.to_owned();
+    }
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query).filter(|q| !q.is_empty())),
+        None => (tail, None),
+    };
+    let mut params = nodes;
+    params.extend(query.map(str::to_owned));
+    format!("{scheme}://{userinfo}{first}{path}?{}", params.join("&"))
 }
 
 /// Percent-encodes the characters that would break a URL's user-info or path.
@@ -580,6 +613,25 @@ mod tests {
                 )
             }
             other => panic!("expected postgres, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn comma_separated_cluster_seeds_become_fred_nodes() {
+        assert_eq!(
+            cluster_seeds_as_nodes("redis-cluster://a:7000,b:7001,c:7002"),
+            "redis-cluster://a:7000?node=b:7001&node=c:7002"
+        );
+        assert_eq!(
+            cluster_seeds_as_nodes("rediss-cluster://u:p@a:7000,b:7001?node=c:1"),
+            "rediss-cluster://u:p@a:7000?node=b:7001&node=c:1"
+        );
+        for unchanged in [
+            "redis-cluster://a:7000?node=b:7001",
+            "redis://a:6379",
+            "redis-cluster://a:7000",
+        ] {
+            assert_eq!(cluster_seeds_as_nodes(unchanged), unchanged);
         }
     }
 

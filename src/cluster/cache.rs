@@ -159,6 +159,33 @@ pub struct HistoryCache {
     invalidations: Arc<Invalidations>,
 }
 
+/// Unlinks `keys` and returns those that are gone. On a Redis Cluster each key is its own command
+/// (a conversation's keys have a hash tag of their own, and one command may not span slots), 64
+/// at a time; on one Redis server they go in batches.
+async fn unlink_each(client: &Client, keys: &[String]) -> Vec<String> {
+    let mut gone = Vec::with_capacity(keys.len());
+    if client.is_clustered() {
+        for chunk in keys.chunks(64) {
+            let results = futures_util::future::join_all(
+                chunk.iter().map(|key| client.unlink::<i64, _>(key.clone())),
+            )
+            .await;
+            for (key, result) in chunk.iter().zip(results) {
+                if result.is_ok() {
+                    gone.push(key.clone());
+                }
+            }
+        }
+    } else {
+        for chunk in keys.chunks(1000) {
+            if client.unlink::<i64, _>(chunk.to_vec()).await.is_ok() {
+                gone.extend_from_slice(chunk);
+            }
+        }
+    }
+    gone
+}
+
 /// Floor keys to delete, retried until Redis answers: a floor left in place would claim the cache
 /// holds a message it does not. One set and one task, however many pushes fail during an outage.
 #[derive(Default)]
@@ -180,14 +207,15 @@ impl Invalidations {
                 if floors.is_empty() {
                     break;
                 }
-                match client.del::<i64, _>(floors.clone()).await {
-                    Ok(_) => {
-                        let mut pending = self.floors();
-                        for floor in &floors {
-                            pending.remove(floor);
-                        }
+                let deleted = unlink_each(&client, &floors).await;
+                {
+                    let mut pending = self.floors();
+                    for floor in &deleted {
+                        pending.remove(floor);
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+                if deleted.len() < floors.len() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
@@ -307,25 +335,38 @@ impl HistoryCache {
     }
 
     /// Drops every conversation's floor, so each is read from the database (and refilled) next
-    /// time; returns how many were dropped.
+    /// time; returns how many were dropped. On a Redis Cluster the floors are spread over every
+    /// master (each conversation has a hash tag of its own): each master is scanned.
     pub async fn invalidate_all(&self) -> Result<usize, fred::error::Error> {
+        use futures_util::TryStreamExt;
         let pattern = format!("{}*", glob_escape(&self.keys.history_floor_prefix()));
-        let mut cursor = "0".to_owned();
-        let mut dropped = 0;
-        loop {
-            let (next, keys): (String, Vec<String>) = self
-                .client
-                .scan_page(cursor, pattern.clone(), Some(1000), None)
-                .await?;
-            if !keys.is_empty() {
-                dropped += keys.len();
-                self.client.unlink::<i64, _>(keys).await?;
-            }
-            if next == "0" {
-                return Ok(dropped);
-            }
-            cursor = next;
+        let keys: Vec<fred::types::Key> = if self.client.is_clustered() {
+            self.client
+                .scan_cluster_buffered(pattern, Some(1000), None)
+                .try_collect()
+                .await?
+        } else {
+            self.client
+                .scan_buffered(pattern, Some(1000), None)
+                .try_collect()
+                .await?
+        };
+        let keys: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        let deleted = unlink_each(&self.client, &keys).await;
+        if deleted.len() < keys.len() {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                format!(
+                    "{} of {} floors could not be dropped",
+                    keys.len() - deleted.len(),
+                    keys.len()
+                ),
+            ));
         }
+        Ok(keys.len())
     }
 
     /// Drops the floor of `message`'s conversation (in the background, until Redis answers).

@@ -8,6 +8,7 @@ mod errors;
 pub mod openapi;
 mod ops;
 mod rooms;
+pub mod web;
 
 use std::time::Duration;
 
@@ -16,13 +17,12 @@ use axum::{
     extract::{DefaultBodyLimit, OriginalUri, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
-    response::{Html, Response},
-    routing::{any, get},
+    response::Response,
+    routing::any,
 };
 use tower_http::{
     cors::{AllowHeaders, AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    services::{ServeDir, ServeFile},
     trace::TraceLayer,
 };
 
@@ -88,23 +88,11 @@ pub fn router(state: AppState) -> Router {
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The built web client at `/`, with SPA fallback, when `web/dist` exists.
+/// The web client at `/` for every path no route took (see [`web`]).
 fn with_web_client(router: Router, config: &Config) -> Router {
-    let index = config.web_dir.join("index.html");
-    if index.is_file() {
-        router.fallback_service(ServeDir::new(&config.web_dir).fallback(ServeFile::new(index)))
-    } else {
-        router.fallback(errors::unknown_route).route(
-            "/",
-            get(|| async {
-                Html(
-                    "<!doctype html><title>Nexus Chat</title><p>Nexus Chat is running. The web \
-                     client is not built: run <code>npm --prefix web ci && npm --prefix web run \
-                     build</code> (or <code>cargo build --release</code>, which builds it) and restart.</p>",
-                )
-            }),
-        )
-    }
+    let client = web::WebClient::from_config(config);
+    tracing::info!(web_client = %client.describe(), "web client");
+    router.fallback_service(web::router(client))
 }
 
 /// CORS as the NestJS app had it: any origin by default, preflights answered 204.

@@ -226,6 +226,8 @@ fn spawn_lease_tasks<A: Adapter>(
     if let Err(err) = renewer {
         tracing::error!(error = %err, "could not start the lease thread");
     }
+    let presence_for_watch = presence.clone();
+    let cache_for_watch = cache.clone();
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(timing.sweep_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,8 +244,10 @@ fn spawn_lease_tasks<A: Adapter>(
             }
         }
     });
+    let watcher = tokio::spawn(after_reconnects(presence_for_watch, cache_for_watch));
     LeaseTasks {
         sweeper,
+        watcher,
         stop: Some(stop),
         stopped: Some(stopped),
     }
@@ -281,9 +285,41 @@ async fn renew_loop(
     let _ = client.quit().await;
 }
 
+/// After every reconnect of the command connection: a Redis that restarted, or a Redis Cluster
+/// whose master failed over to a replica, may have lost writes it had acknowledged (replication
+/// is asynchronous). This instance's presence counts are repaired to its own sockets, and every
+/// conversation's cache floor is dropped, so no cache claims a message it lost.
+async fn after_reconnects(presence: RedisPresence, cache: Option<HistoryCache>) {
+    use fred::interfaces::EventInterface;
+    let mut reconnects = presence.client.reconnect_rx();
+    loop {
+        match reconnects.recv().await {
+            Ok(server) => {
+                tracing::info!(server = %server, "Redis reconnected: repairing presence, dropping the history cache's floors")
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        presence.request_repair();
+        if let Some(cache) = &cache {
+            // Until Redis answers (the reconnect may be followed by more trouble).
+            for attempt in 0..30 {
+                match cache.invalidate_all().await {
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::debug!(error = %err, attempt, "history cache invalidation after a reconnect failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The lease loops of a running instance.
 struct LeaseTasks {
     sweeper: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
     stop: Option<watch::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
 }
@@ -303,6 +339,7 @@ impl LeaseTasks {
 impl Drop for LeaseTasks {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.watcher.abort();
     }
 }
 

@@ -81,7 +81,7 @@ impl TestDb {
         settings.redis_host = None;
         settings.jwt_secret = Some("test-secret-of-sufficient-length".into());
         settings.data_dir = data_dir;
-        settings.web_dir = PathBuf::from("/nonexistent");
+        settings.web_dir = Some(PathBuf::from("/nonexistent"));
         settings.bcrypt_cost = 4;
         let mut config = settings.resolve().unwrap();
         if let TestDb::Postgres { url, .. } = self {

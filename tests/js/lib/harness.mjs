@@ -100,13 +100,33 @@ export async function dropTestDatabase(name) {
 }
 
 /**
- * A tiny RESP client, enough to delete a test's keys: the suite only needs SCAN and UNLINK, which
- * is not worth a dependency.
+ * The Redis nodes REDIS_URL names: one for `redis://host:port`; for a Redis Cluster
+ * (`redis-cluster://host:port?node=host:port&…`, or `host:port,host:port` as the server also
+ * accepts) every seed node given.
  */
-export async function redisCommand(...args) {
-  const url = new URL(REDIS_URL);
-  const sock = net.connect(Number(url.port || 6379), url.hostname);
-  const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`;
+export const REDIS_IS_CLUSTER = /^rediss?-cluster:\/\//.test(REDIS_URL);
+function redisSeeds() {
+  const rest = REDIS_URL.replace(/^[a-z-]+:\/\//, '');
+  const [authority, query = ''] = rest.split('?');
+  const hostPart = authority.replace(/^.*@/, '').replace(/\/.*$/, '');
+  const seeds = hostPart.split(',').filter(Boolean);
+  for (const pair of query.split('&')) if (pair.startsWith('node=')) seeds.push(decodeURIComponent(pair.slice(5)));
+  return seeds.map((hp) => {
+    const i = hp.lastIndexOf(':');
+    return i < 0 ? { host: hp, port: 6379 } : { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+  });
+}
+
+/**
+ * Sends commands to one Redis node on one connection and resolves with their replies in order
+ * (an error reply is an Error in the list). A tiny RESP client: the suite only needs a few
+ * commands, which is not worth a dependency.
+ */
+export async function redisPipelineAt({ host, port }, commands) {
+  const sock = net.connect(port, host);
+  const payload = commands
+    .map((args) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`)
+    .join('');
   return withTimeout(
     new Promise((resolve, reject) => {
       let buf = Buffer.alloc(0);
@@ -114,17 +134,82 @@ export async function redisCommand(...args) {
       sock.on('connect', () => sock.write(payload));
       sock.on('data', (chunk) => {
         buf = Buffer.concat([buf, chunk]);
-        const parsed = parseResp(buf, 0);
-        if (parsed) {
-          sock.end();
-          if (parsed.value instanceof Error) reject(parsed.value);
-          else resolve(parsed.value);
+        const replies = [];
+        let pos = 0;
+        while (replies.length < commands.length) {
+          const parsed = parseResp(buf, pos);
+          if (!parsed) return;
+          replies.push(parsed.value);
+          pos = parsed.end;
         }
+        sock.end();
+        resolve(replies);
       });
     }),
     10_000,
-    `redis ${args[0]}`,
+    `redis ${commands[0]?.[0]} at ${host}:${port}`,
   ).finally(() => sock.destroy());
+}
+
+async function redisCommandAt(node, args) {
+  const [reply] = await redisPipelineAt(node, [args]);
+  if (reply instanceof Error) throw reply;
+  return reply;
+}
+
+/** The masters of the Redis Cluster that REDIS_URL names (those not marked failed). */
+export async function redisMasters() {
+  if (!REDIS_IS_CLUSTER) return redisSeeds().slice(0, 1);
+  let lastError;
+  for (const seed of redisSeeds()) {
+    try {
+      const nodes = await redisCommandAt(seed, ['CLUSTER', 'NODES']);
+      return nodes
+        .split('\n')
+        .map((line) => line.split(' '))
+        .filter((f) => f.length > 8 && f[2].includes('master') && !f[2].includes('fail'))
+        .map((f) => {
+          const addr = f[1].split('@')[0];
+          const i = addr.lastIndexOf(':');
+          return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)), id: f[0], slots: f.slice(8) };
+        });
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
+/**
+ * One Redis command. On a Redis Cluster it follows MOVED redirections, and `KEYS` asks every
+ * master.
+ */
+export async function redisCommand(...args) {
+  if (!REDIS_IS_CLUSTER) return redisCommandAt(redisSeeds()[0], args);
+  if (String(args[0]).toUpperCase() === 'KEYS') {
+    const all = [];
+    for (const master of await redisMasters()) all.push(...(await redisCommandAt(master, args)));
+    return all;
+  }
+  // A seed may be the master that a failover test killed: try the others.
+  const seeds = redisSeeds();
+  let node = seeds.shift();
+  for (let hop = 0; hop < 5 + seeds.length; hop++) {
+    try {
+      return await redisCommandAt(node, args);
+    } catch (err) {
+      const moved = /^MOVED \d+ (\S+):(\d+)/.exec(err.message);
+      if (moved) node = { host: moved[1], port: Number(moved[2]) };
+      else if (err.code === 'ECONNREFUSED' && seeds.length) node = seeds.shift();
+      else throw err;
+    }
+  }
+  throw new Error(`redis ${args[0]}: too many redirections`);
+}
+
+/** Deletes every Redis key that starts with `prefix`. */
+export async function deleteRedisKeys(prefix) {
+  await deleteMatching(`${prefix}*`);
 }
 
 function parseResp(buf, pos) {
@@ -157,16 +242,6 @@ function parseResp(buf, pos) {
     }
     default: throw new Error(`unexpected RESP type ${type}`);
   }
-}
-
-/** Deletes every Redis key that starts with `prefix`. */
-export async function deleteRedisKeys(prefix) {
-  let cursor = '0';
-  do {
-    const [nextCursor, keys] = await redisCommand('SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length) await redisCommand('UNLINK', ...keys);
-    cursor = nextCursor;
-  } while (cursor !== '0');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,15 +777,33 @@ export async function processStats(serverOrPid) {
 // (which deleteRedisKeys(prefix) does not match).
 const redisPatterns = (prefix) => [`${prefix}*`, `{${prefix}:*`];
 
+/** Every key matching `pattern`, from every master: `[{node, keys}]`. */
+async function scanNodes(pattern) {
+  const found = [];
+  for (const node of await redisMasters()) {
+    const keys = [];
+    let cursor = '0';
+    do {
+      const [nextCursor, page] = await redisCommandAt(node, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000]);
+      keys.push(...page);
+      cursor = nextCursor;
+    } while (cursor !== '0');
+    found.push({ node, keys });
+  }
+  return found;
+}
+
 async function scanKeys(pattern) {
-  const all = [];
-  let cursor = '0';
-  do {
-    const [nextCursor, keys] = await redisCommand('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000);
-    all.push(...keys);
-    cursor = nextCursor;
-  } while (cursor !== '0');
-  return all;
+  return (await scanNodes(pattern)).flatMap((n) => n.keys);
+}
+
+/** Deletes the keys matching `pattern` where they live (one key per UNLINK: a cluster's keys span slots). */
+async function deleteMatching(pattern) {
+  for (const { node, keys } of await scanNodes(pattern)) {
+    for (let i = 0; i < keys.length; i += 500) {
+      await redisPipelineAt(node, keys.slice(i, i + 500).map((k) => ['UNLINK', k]));
+    }
+  }
 }
 
 /** How many Redis keys a deployment with `prefix` holds, presence keys included (SCAN). */
@@ -722,10 +815,7 @@ export async function countRedisKeys(prefix) {
 
 /** Deletes every key of a deployment with `prefix`, the `{prefix:presence}` keys included. */
 export async function deleteDeploymentKeys(prefix) {
-  for (const pattern of redisPatterns(prefix)) {
-    const keys = await scanKeys(pattern);
-    for (let i = 0; i < keys.length; i += 500) await redisCommand('UNLINK', ...keys.slice(i, i + 500));
-  }
+  for (const pattern of redisPatterns(prefix)) await deleteMatching(pattern);
 }
 
 /** Parses Prometheus text exposition into `Map<sample name with labels, number>`. */
