@@ -21,28 +21,40 @@ struct Typing {
     active: Vec<Recipient>,
 }
 
-/// What each socket carries, attached by the handshake.
+/// What each socket carries, attached by the handshake: a handle, so that handing it to each
+/// event's handler (socketioxide clones extensions) costs no allocation.
 #[derive(Clone)]
-pub struct SocketUser {
+pub struct SocketUser(Arc<Carried>);
+
+/// The state behind a [`SocketUser`], one allocation per socket.
+pub struct Carried {
     /// Who this socket belongs to.
     pub user: User,
     /// The socket's `message:send` budget.
-    bucket: Arc<Mutex<TokenBucket>>,
+    bucket: Mutex<TokenBucket>,
     /// Where the socket is in its presence life.
     pub presence: SocketPresence,
     /// Its `typing` rate and the conversations it is typing in.
-    typing: Arc<Mutex<Typing>>,
+    typing: Mutex<Typing>,
+}
+
+impl std::ops::Deref for SocketUser {
+    type Target = Carried;
+
+    fn deref(&self) -> &Carried {
+        &self.0
+    }
 }
 
 impl SocketUser {
     /// A socket of `user` with a full send budget.
     pub fn new(user: User, bucket: TokenBucket, presence: SocketPresence) -> SocketUser {
-        SocketUser {
+        SocketUser(Arc::new(Carried {
             user,
-            bucket: Arc::new(Mutex::new(bucket)),
+            bucket: Mutex::new(bucket),
             presence,
-            typing: Arc::default(),
-        }
+            typing: Mutex::default(),
+        }))
     }
 
     /// Counts a `typing` event against the socket's rate: `false` when it is to be dropped.
