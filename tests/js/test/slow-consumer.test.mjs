@@ -166,3 +166,50 @@ describe('three instances', { skip: RUN ? false : 'set TEST_CLUSTER=1 to run the
     assert.equal(await metric(n2, 'nexus_socket_buffer_bytes_exceeded_total'), 1, 'the reader\'s instance found it');
   }));
 });
+
+// Issue 13, case 4, as reported: 25 senders on one instance, 5,000 messages of 10 KB to a reader
+// paused on another. Before, that reader stayed connected and silently missed ~10% of them.
+describe('many small messages to a paused reader on another instance', { skip: RUN ? false : 'set TEST_CLUSTER=1 to run the cluster tests' }, () => {
+  test('25 senders on A, 5,000 x 10 KB, reader paused on C: disconnected and counted once on C; after the reconnect, sync brings all 5,000 exactly once', withCluster(3, { env: { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SEC: '100000', USER_RATE_LIMIT_BURST: '0' } }, async (w, cluster) => {
+    const [a, , c] = cluster.urls;
+    const reader = await w.online(randomName('reader'), { url: c });
+    const senders = [];
+    for (let i = 0; i < 25; i++) senders.push(await w.online(randomName(`s${i}`), { url: a }));
+    const inbox = recordEvents(reader.socket, 'message:new');
+    const anchor = await send(senders[0].socket, reader.user.id, 'anchor');
+    await eventually(() => inbox.some((m) => m.id === anchor.id), 'the reader has the anchor', 10_000);
+    const disconnected = waitForEvent(reader.socket, 'disconnect', () => true, 300_000);
+    pause(reader.socket);
+    const body = (i) => `${i}:`.padEnd(10_000, 'z');
+    const sent = [];
+    await Promise.all(senders.map(async (s, k) => {
+      for (let i = k; i < 5_000; i += 25) sent.push(await send(s.socket, reader.user.id, body(i)));
+    }));
+    const counted = async () => {
+      let n = 0;
+      for (const url of cluster.urls) n += await metric(url, 'nexus_slow_consumers_disconnected_total');
+      return n;
+    };
+    await eventually(async () => (await counted()) >= 1, 'the slow reader is found', 30_000, 200);
+    assert.equal(await metric(c, 'nexus_slow_consumers_disconnected_total'), 1, 'by its own instance');
+    resume(reader.socket);
+    await disconnected;
+    reader.socket.connect();
+    await waitForEvent(reader.socket, 'connect', () => true, 10_000);
+    const live = inbox.map((m) => m.id);
+    assert.equal(new Set(live).size, live.length, 'no live event arrived twice');
+    let after = anchor.id;
+    const synced = [];
+    for (let page = 0; page < 200; page++) {
+      const res = await emitAck(reader.socket, 'message:sync', { after, limit: 100 }, 60_000);
+      synced.push(...res.messages);
+      if (!res.hasMore) break;
+      after = res.messages.at(-1).id;
+    }
+    const have = new Set([...inbox.slice(1), ...synced].map((m) => m.id));
+    assert.equal(sent.length, 5_000);
+    assert.deepEqual([...have].sort(), sent.map((m) => m.id).sort(), 'all 5,000, once each');
+    await sleep(500);
+    assert.equal(await counted(), 1, 'counted once in the whole cluster');
+  }));
+});
