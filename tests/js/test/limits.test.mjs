@@ -189,9 +189,13 @@ forEachMode((mode) => {
     }
   });
 
-  test('without a web client folder, any unknown path is a JSON 404', withServer({ mode }, async (w) => {
-    assertNestError(await http(`${w.url}/nothing/here`), 404, 'Cannot GET /nothing/here', 'Not Found');
+  test('without a built web client, an unknown API path is still a JSON 404 and other paths say how to build the client', withServer({ mode, env: { WEB_DIR: '/nonexistent/nexus-web' } }, async (w) => {
     assertNestError(await http(`${w.url}/api/nothing`), 404, 'Cannot GET /api/nothing', 'Not Found');
-    assert.equal((await http(`${w.url}/`)).status, 200);
+    // Other paths are the single-page app's routes: the page that says how to get the client.
+    for (const path of ['/', '/nothing/here']) {
+      const res = await http(`${w.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.match(res.text, /web client is not built/, path);
+    }
   }));
 });
