@@ -121,9 +121,7 @@ async fn on_send<A: Adapter>(
             Ok(sent) => sent,
             Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
         };
-        let view = MessageView::from(&sent.message);
-        reply::<A, _, AppError>(ack, Ok(&view), metrics);
-        metrics.ack_after(received.elapsed());
+        let view = ack_stored(ack, &sent.message, metrics, received);
         if !sent.created {
             // A retry of a stored message: its message:new went out the first time.
             return;
@@ -137,6 +135,20 @@ async fn on_send<A: Adapter>(
     }
     .instrument(span)
     .await
+}
+
+/// Acks a stored message (`message:send`, `room:send`) and records how long the ack took;
+/// returns its view for the event that follows.
+fn ack_stored<'m, A: Adapter>(
+    ack: AckSender<A>,
+    message: &'m Message,
+    metrics: &Metrics,
+    received: Instant,
+) -> MessageView<'m> {
+    let view = MessageView::from(message);
+    reply::<A, _, AppError>(ack, Ok(&view), metrics);
+    metrics.ack_after(received.elapsed());
+    view
 }
 
 /// The receiver of a direct message.
@@ -349,9 +361,7 @@ async fn on_room_send<A: Adapter>(
             Ok(sent) => sent,
             Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
         };
-        let view = MessageView::from(&sent.message);
-        reply::<A, _, AppError>(ack, Ok(&view), metrics);
-        metrics.ack_after(received.elapsed());
+        let view = ack_stored(ack, &sent.message, metrics, received);
         let (Some(members), Recipient::Room(room)) = (&sent.members, sent.message.to) else {
             // A retry of a stored message: its room:message went out the first time.
             return;
