@@ -21,6 +21,11 @@ use tokio::sync::Notify;
 /// Connections accepted past [`Admission::max_connections`] that may still ask for `/health` or
 /// `/ready` (one request each, then closed). Past this too, a connection is closed at once.
 pub const PROBE_RESERVE: usize = 16;
+/// Evicted connections that may still hold their descriptors while their tasks close them. A
+/// burst of newcomers at the cap evicts faster than busy tasks close; past this many open beyond
+/// the cap and the probe reserve, a newcomer waits ([`Verdict::Closing`]) until some have closed,
+/// so that the descriptors in use stay under `max_connections + PROBE_RESERVE + MAX_EVICTING`.
+const MAX_EVICTING: usize = 32;
 
 /// Share of the open-file limit (soft `RLIMIT_NOFILE`) that client connections may use when
 /// `MAX_CONNECTIONS` is 0; the rest stays free for the database pool, Redis, files and probes.
@@ -50,6 +55,8 @@ pub enum Verdict {
     PerAddress,
     /// Refused: the server is at capacity, probe reserve included.
     Capacity,
+    /// Not yet: evicted connections are still closing; ask again in a moment.
+    Closing,
 }
 
 /// Counters and gauges of the listener, for `/metrics`.
@@ -238,9 +245,14 @@ impl Admission {
     /// Admits (or not) one more connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Verdict {
         let key = address_key(ip);
-        let open = self.stats.open.load(Relaxed) - self.evicting.load(Relaxed);
-        let open = usize::try_from(open).unwrap_or(0);
-        if open >= self.max_connections.saturating_add(PROBE_RESERVE) {
+        let holding = usize::try_from(self.stats.open.load(Relaxed)).unwrap_or(0);
+        let open = usize::try_from(self.stats.open.load(Relaxed) - self.evicting.load(Relaxed))
+            .unwrap_or(0);
+        let reserve = self.max_connections.saturating_add(PROBE_RESERVE);
+        if open < reserve && holding >= reserve.saturating_add(MAX_EVICTING) {
+            return Verdict::Closing;
+        }
+        if open >= reserve {
             self.stats.refused_capacity.fetch_add(1, Relaxed);
             return Verdict::Capacity;
         }
@@ -421,6 +433,35 @@ mod tests {
         // The busy one and a WebSocket (no longer HTTP) are never evicted.
         flags(&newcomer).http.store(false, Relaxed);
         assert!(matches!(a.admit(ip), Verdict::ProbesOnly(_)));
+    }
+
+    #[test]
+    fn evictions_not_yet_closed_are_bounded() {
+        let a = admission(64, 0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        // 64 idle connections at the cap, whose tasks never get to close them.
+        let idle: Vec<Verdict> = (0..64).map(|_| a.admit(ip)).collect();
+        let newcomers: Vec<Verdict> = (0..128).map(|_| a.admit(ip)).collect();
+        // Each newcomer evicts an idle one, until the evicted ones still open (64 + PROBE_RESERVE +
+        // MAX_EVICTING descriptors in all) hold the rest back until they have closed.
+        let admitted = newcomers
+            .iter()
+            .filter(|v| matches!(v, Verdict::Serve(_)))
+            .count();
+        assert_eq!(admitted, PROBE_RESERVE + MAX_EVICTING);
+        assert!(
+            newcomers[admitted..]
+                .iter()
+                .all(|v| matches!(v, Verdict::Closing))
+        );
+        let evicted = idle
+            .iter()
+            .filter(|v| flags(v).evicted.load(Relaxed))
+            .count();
+        assert_eq!(evicted, admitted);
+        // Once the evicted connections have closed, newcomers are served again.
+        drop(idle);
+        assert!(matches!(a.admit(ip), Verdict::Serve(_)));
     }
 
     #[test]

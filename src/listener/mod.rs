@@ -3,6 +3,8 @@
 //!
 //! - **Header-read timeout**: a connection must deliver a complete request head within
 //!   `HTTP_HEADER_READ_TIMEOUT_SECS` of opening (or of its previous response, on keep-alive).
+//!   Every response says so (`Keep-Alive: timeout=N`), so a pooling client retires a kept-alive
+//!   connection before the server closes it, rather than reusing it as it closes.
 //! - **Idle timeout**: a connection that is not a WebSocket is closed once no byte has moved
 //!   either way for `HTTP_IDLE_TIMEOUT_SECS` (a slow body, a client that stopped reading).
 //! - **Per-address cap**: at most `MAX_CONNECTIONS_PER_IP` open connections (WebSockets
@@ -55,6 +57,9 @@ use stream::{Activity, TrackedStream};
 const DRAIN_BOUND: Duration = Duration::from_secs(1);
 /// Pause after an `accept` error other than a connection's own, so a persistent one cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// How long, and how many times, a newcomer waits for evicted connections to close.
+const CLOSING_WAIT: Duration = Duration::from_millis(5);
+const CLOSING_WAITS: usize = 100;
 /// At most one "out of file descriptors" warning per this long.
 const FD_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -123,7 +128,17 @@ pub async fn serve(
                 continue;
             }
         };
-        let (permit, probes_only) = match admission.admit(peer.ip()) {
+        let mut verdict = admission.admit(peer.ip());
+        // Evicted connections still closing: accepting waits for them (the kernel queues the
+        // rest), rather than run out of descriptors or refuse a probe.
+        for _ in 0..CLOSING_WAITS {
+            if !matches!(verdict, Verdict::Closing) {
+                break;
+            }
+            tokio::time::sleep(CLOSING_WAIT).await;
+            verdict = admission.admit(peer.ip());
+        }
+        let (permit, probes_only) = match verdict {
             Verdict::Serve(permit) => (permit, false),
             Verdict::ProbesOnly(permit) => (permit, true),
             Verdict::PerAddress => {
@@ -134,7 +149,10 @@ pub async fn serve(
                 );
                 continue;
             }
-            Verdict::Capacity => {
+            Verdict::Capacity | Verdict::Closing => {
+                if matches!(verdict, Verdict::Closing) {
+                    stats.refused_capacity.fetch_add(1, Relaxed);
+                }
                 refuse(
                     tcp,
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -196,18 +214,30 @@ impl Connection {
             let probes_only = self.probes_only;
             let first_request = first_request.clone();
             let flags = flags.clone();
+            let keep_alive = keep_alive_hint(self.limits.header_read_timeout);
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 first_request.store(true, Relaxed);
                 let in_flight = InFlight::enter(flags.clone());
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(sent.clone());
                 let app = app.clone();
+                let keep_alive = keep_alive.clone();
                 async move {
                     let _in_flight = in_flight;
                     if probes_only && !PROBE_PATHS.contains(&req.uri().path()) {
                         return Ok::<_, Infallible>(at_capacity());
                     }
-                    app.oneshot(req.map(Body::new)).await
+                    let mut response = app.oneshot(req.map(Body::new)).await?;
+                    // hyper closes a kept-alive connection that sends no new request head
+                    // within the header-read timeout; saying so lets pooling clients (undici,
+                    // reqwest, proxies) retire it first instead of racing the close.
+                    if !probes_only && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                        response
+                            .headers_mut()
+                            .entry(header::HeaderName::from_static("keep-alive"))
+                            .or_insert_with(|| keep_alive.clone());
+                    }
+                    Ok(response)
                 }
             })
         };
@@ -274,6 +304,14 @@ impl Connection {
             }
         }
     }
+}
+
+/// The `Keep-Alive: timeout=N` response header for a connection that hyper closes after `idle`
+/// without a new request head (whole seconds, at least one).
+fn keep_alive_hint(idle: std::time::Duration) -> header::HeaderValue {
+    let secs = idle.as_secs().max(1);
+    header::HeaderValue::from_str(&format!("timeout={secs}"))
+        .expect("digits are a valid header value")
 }
 
 /// A request being answered on a connection; the connection cannot be evicted meanwhile.

@@ -109,7 +109,13 @@ async function floodScenario(w, { floodUrl, aliceUrl, bobUrl, probeUrls, label, 
   assertOk(await emitAck(bob.socket, 'message:send', { receiverId: alice.user.id, content: 'after' }));
   await again;
   assert.doesNotMatch(log(), /Too many open files/, 'accept never ran out of descriptors');
-  for (const url of probeUrls) assert.equal((await http(`${url}/health`)).status, 200);
+  for (const url of probeUrls) {
+    const health = await http(`${url}/health`);
+    assert.equal(health.status, 200);
+    // A kept-alive connection is closed by the header-read timeout; responses say when, so
+    // pooling clients (this test's fetch among them) never reuse one as the server closes it.
+    assert.equal(health.headers.get('keep-alive'), `timeout=${HEADER_TIMEOUT_SECS}`);
+  }
 }
 
 const FLOOD_ENV = { HTTP_HEADER_READ_TIMEOUT_SECS: String(HEADER_TIMEOUT_SECS) };
