@@ -74,6 +74,10 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     /// Redis operations that failed.
     pub redis_errors: AtomicU64,
+    /// Deliveries published to one other instance that hosts a recipient.
+    pub bus_deliveries_targeted: AtomicU64,
+    /// Deliveries published to every instance (the routes were not known complete).
+    pub bus_deliveries_to_everyone: AtomicU64,
     /// Database operations that failed or timed out.
     pub database_errors: AtomicU64,
     /// Sends refused by the rate limit.
@@ -118,6 +122,8 @@ impl Default for Metrics {
             ack_latency: Histogram::new(LATENCY_BOUNDS),
             commit_batch: Histogram::new(BATCH_BOUNDS),
             redis_errors: AtomicU64::new(0),
+            bus_deliveries_targeted: AtomicU64::new(0),
+            bus_deliveries_to_everyone: AtomicU64::new(0),
             database_errors: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             handshakes_refused: AtomicU64::new(0),
@@ -209,6 +215,18 @@ impl Metrics {
             "nexus_redis_errors_total",
             "Failed Redis operations (presence, cache, broadcast).",
             &self.redis_errors,
+        );
+        counter(
+            &mut out,
+            "nexus_bus_deliveries_targeted_total",
+            "Cross-instance deliveries published to one instance hosting a recipient.",
+            &self.bus_deliveries_targeted,
+        );
+        counter(
+            &mut out,
+            "nexus_bus_deliveries_to_everyone_total",
+            "Cross-instance deliveries published to every instance (routes not yet known).",
+            &self.bus_deliveries_to_everyone,
         );
         counter(
             &mut out,

@@ -4,6 +4,9 @@
 //! it is found where it is) and membership changes, which every live instance applies before the
 //! change is acknowledged.
 //!
+//! A delivery is published only to the instances that host one of its users' sockets
+//! (`routes.rs`), on each one's own channel; membership changes go to every instance.
+//!
 //! The bus emits no Socket.io event itself: what arrives is handed to the consumer of
 //! [`Inbound`] (`socket/deliver.rs`).
 
@@ -16,18 +19,30 @@ use std::{
     time::Duration,
 };
 
-use fred::types::config::Server;
+use fred::{
+    prelude::{Client, HashesInterface, SortedSetsInterface},
+    types::config::Server,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Keys, pubsub::Pubsub};
+use super::{
+    Keys,
+    pubsub::Pubsub,
+    routes::{Routes, Targets},
+};
+use crate::metrics::{Metrics, inc};
 
 /// Longest a membership change waits for the other instances to apply it. An instance that has
 /// not answered by then is stalled or dead (its lease will say which); the change is committed
 /// and applied everywhere else, so the caller is not held up longer.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often routes to instances without a lease are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// How long after a reconnect the routes are reloaded (the channels are subscribed again first).
+const RESUBSCRIBE_SETTLE: Duration = Duration::from_secs(1);
 /// Bus messages queued for this instance's consumer before they are dropped (with a warning).
 const INBOUND_QUEUE: usize = 65_536;
 
@@ -53,8 +68,24 @@ enum Wire<'a> {
         /// `None`: the room was deleted.
         members: Option<Vec<Uuid>>,
     },
-    /// A `Members` request was applied.
+    /// A `Members` or `Host` request was applied.
     Applied { request: u64 },
+    /// `from` now hosts a socket of `user` (`on`, answered when `request` is set), or no longer
+    /// does, as of `version` (see `routes.rs`).
+    Host {
+        from: &'a str,
+        user: Uuid,
+        version: u64,
+        on: bool,
+        request: Option<u64>,
+    },
+    /// Every user `from` hosts, as of `version`: sent after its pub/sub connection came back,
+    /// when some of its `Host` messages may have been lost.
+    Hosts {
+        from: &'a str,
+        version: u64,
+        users: Vec<Uuid>,
+    },
 }
 
 /// A room and the membership version an event was decided under.
@@ -115,6 +146,19 @@ impl Applied {
     }
 }
 
+/// A socket's route: while it lives, deliveries for its user are published to this instance.
+#[derive(Debug)]
+pub struct Hosted {
+    bus: Bus,
+    user: Uuid,
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        self.bus.unhost(self.user);
+    }
+}
+
 /// A bus failure: nothing was sent.
 #[derive(Debug, thiserror::Error)]
 #[error("cluster bus: {0}")]
@@ -130,12 +174,26 @@ pub struct Bus {
 #[derive(Debug)]
 struct Inner {
     pubsub: PubsubHandle,
+    /// Commands: reads the other instances' socket counts for the routes.
+    client: Client,
     next_request: AtomicU64,
-    /// Membership changes waiting for answers.
+    /// Membership and route changes waiting for answers.
     waiting: Mutex<HashMap<u64, Waiting>>,
+    /// Which instances host whose sockets.
+    routes: Routes,
+    metrics: MetricsHandle,
 }
 
-/// One membership change waiting for the other instances.
+/// `Metrics` is not `Debug`; the bus only needs to be printable for its own errors.
+struct MetricsHandle(Arc<Metrics>);
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// One membership or route change waiting for the other instances.
 #[derive(Debug)]
 struct Waiting {
     /// Answers received so far (some may arrive before the publish has returned).
@@ -165,8 +223,10 @@ impl Bus {
     /// returned queue.
     pub async fn start(
         pubsub: Pubsub,
+        client: Client,
         keys: Keys,
         reconnects: broadcast::Receiver<Server>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<(Bus, mpsc::Receiver<Inbound>)> {
         let all = pubsub.subscribe(keys.bus_all(), INBOUND_QUEUE).await?;
         let mine = pubsub
@@ -175,14 +235,145 @@ impl Bus {
         let bus = Bus {
             inner: Arc::new(Inner {
                 pubsub: PubsubHandle(pubsub),
+                client,
                 next_request: AtomicU64::new(1),
                 waiting: Mutex::default(),
+                routes: Routes::new(),
+                metrics: MetricsHandle(metrics),
             }),
             keys,
         };
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         tokio::spawn(bus.clone().receive(all, mine, reconnects, tx));
+        // Subscribed first: a route announced from now on arrives; one announced before is in
+        // Redis's counts.
+        if let Err(err) = bus.load_routes().await {
+            tracing::warn!(error = %err, "could not load the cluster's routes; delivering to every instance until they are");
+            tokio::spawn(bus.clone().resync_routes());
+        }
+        tokio::spawn(bus.clone().prune_routes());
         Ok((bus, rx))
+    }
+
+    /// Every `PRUNE_EVERY`, forgets the routes to instances that hold no lease any more (stopped,
+    /// or crashed and swept). Every instance takes its lease before it accepts a socket, so a
+    /// live instance is never pruned. Ends when the bus is dropped.
+    async fn prune_routes(self) {
+        let inner = Arc::downgrade(&self.inner);
+        let keys = self.keys;
+        drop(self.inner);
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let live: Result<Vec<String>, _> = inner
+                .client
+                .zrange(keys.leases(), 0, -1, None, false, None, false)
+                .await;
+            if let Ok(live) = live {
+                inner.routes.keep_only(&live);
+            }
+        }
+    }
+
+    /// Adds every other live instance's users, from Redis's per-instance socket counts, and marks
+    /// the routes complete.
+    async fn load_routes(&self) -> Result<(), fred::error::Error> {
+        let client = &self.inner.client;
+        let instances: Vec<String> = client
+            .zrange(self.keys.leases(), 0, -1, None, false, None, false)
+            .await?;
+        let prefix = self.keys.instance_sockets_prefix();
+        for instance in instances.iter().filter(|i| *i != self.keys.instance()) {
+            let users: Vec<String> = client.hkeys(format!("{prefix}{instance}")).await?;
+            let users = users.iter().filter_map(|u| Uuid::parse_str(u).ok());
+            self.inner.routes.load(instance, users);
+        }
+        self.inner.routes.set_complete(true);
+        Ok(())
+    }
+
+    /// After this instance's pub/sub connection came back: route messages may have been lost both
+    /// ways, so it reloads the others' routes and tells them every user it hosts, retrying until
+    /// Redis answers; deliveries go to every instance meanwhile.
+    async fn resync_routes(self) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            self.inner.routes.set_complete(false);
+            // The channels are subscribed again shortly after a reconnect (`spawn_resubscriber`);
+            // loading before that could miss a route announced in between.
+            tokio::time::sleep(RESUBSCRIBE_SETTLE).await;
+            let snapshot = Wire::Hosts {
+                from: self.keys.instance(),
+                version: self.inner.routes.version(),
+                users: self.inner.routes.local_users(),
+            };
+            let told = self.send(self.keys.bus_all(), &snapshot).await.is_some();
+            if told && self.load_routes().await.is_ok() {
+                tracing::info!("cluster routes reloaded");
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// A socket of `user` joins this instance. For the user's first socket here, tells every
+    /// other instance and waits (at most `APPLY_TIMEOUT`) until each will publish the user's
+    /// deliveries here too. Call it before the client hears it is connected.
+    pub async fn host(&self, user: Uuid) -> Hosted {
+        let first = self.inner.routes.socket_in(user);
+        // Made first, so that the count is undone even if this future is dropped while waiting.
+        let hosted = Hosted {
+            bus: self.clone(),
+            user,
+        };
+        if first {
+            let request = self.inner.next_request.fetch_add(1, Relaxed);
+            let message = Wire::Host {
+                from: self.keys.instance(),
+                user,
+                version: self.inner.routes.version(),
+                on: true,
+                request: Some(request),
+            };
+            match self.publish_and_wait(request, &message).await {
+                Ok(None) => {}
+                Ok(Some(missing)) => {
+                    tracing::warn!(%user, missing, "instances did not confirm a route in time");
+                }
+                // The other instances cannot hear us either; the resync after the reconnect
+                // tells them.
+                Err(err) => tracing::warn!(error = %err, %user, "could not announce a route"),
+            }
+        }
+        hosted
+    }
+
+    /// A socket of `user` left this instance; for the user's last socket here, tells the others
+    /// (without waiting: a route left behind only costs a publish).
+    fn unhost(&self, user: Uuid) {
+        if !self.inner.routes.socket_out(user) {
+            return;
+        }
+        let message = Wire::Host {
+            from: self.keys.instance(),
+            user,
+            version: self.inner.routes.version(),
+            on: false,
+            request: None,
+        };
+        let Ok(bytes) = serde_json::to_vec(&message) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let bus = self.clone();
+        runtime.spawn(async move {
+            let _ = bus.inner.pubsub.0.publish(bus.keys.bus_all(), bytes).await;
+        });
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
@@ -215,6 +406,10 @@ impl Bus {
         room: Option<RoomVersion>,
         payload: &RawValue,
     ) -> Result<(), BusError> {
+        let targets = self.inner.routes.targets(users);
+        if targets == Targets::Only(Vec::new()) {
+            return Ok(());
+        }
         let message = Wire::Deliver {
             from: self.keys.instance(),
             event,
@@ -222,9 +417,35 @@ impl Bus {
             room,
             payload,
         };
-        match self.send(self.keys.bus_all(), &message).await {
-            Some(_) => Ok(()),
-            None => Err(BusError("publish failed".into())),
+        let metrics = &self.inner.metrics.0;
+        match targets {
+            Targets::Everyone => {
+                inc(&metrics.bus_deliveries_to_everyone);
+                match self.send(self.keys.bus_all(), &message).await {
+                    Some(_) => Ok(()),
+                    None => Err(BusError("publish failed".into())),
+                }
+            }
+            Targets::Only(instances) => {
+                let mut failed = false;
+                for instance in instances {
+                    inc(&metrics.bus_deliveries_targeted);
+                    // Nobody listening (0) may be an instance that stopped, or a shard that is
+                    // failing over; routes to stopped instances are pruned by their lease.
+                    if self
+                        .send(self.keys.bus_instance(&instance), &message)
+                        .await
+                        .is_none()
+                    {
+                        failed = true;
+                    }
+                }
+                if failed {
+                    Err(BusError("publish failed".into()))
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -237,6 +458,26 @@ impl Bus {
         members: Option<Vec<Uuid>>,
     ) -> Result<(), BusError> {
         let request = self.inner.next_request.fetch_add(1, Relaxed);
+        let message = Wire::Members {
+            from: self.keys.instance(),
+            request,
+            room,
+            version,
+            members,
+        };
+        if let Some(missing) = self.publish_and_wait(request, &message).await? {
+            tracing::warn!(%room, missing, "instances did not confirm a membership change in time");
+        }
+        Ok(())
+    }
+
+    /// Publishes `message` (a request numbered `request`) to every instance and waits, at most
+    /// `APPLY_TIMEOUT`, until each other instance has answered it; `Some(n)`: `n` did not.
+    async fn publish_and_wait(
+        &self,
+        request: u64,
+        message: &Wire<'_>,
+    ) -> Result<Option<usize>, BusError> {
         let (wake, woken) = oneshot::channel();
         // Registered before publishing: an answer may come back before `send` returns.
         self.waiting().insert(
@@ -247,14 +488,7 @@ impl Bus {
                 wake: Some(wake),
             },
         );
-        let message = Wire::Members {
-            from: self.keys.instance(),
-            request,
-            room,
-            version,
-            members,
-        };
-        let Some(receivers) = self.send(self.keys.bus_all(), &message).await else {
+        let Some(receivers) = self.send(self.keys.bus_all(), message).await else {
             self.waiting().remove(&request);
             return Err(BusError("publish failed".into()));
         };
@@ -265,7 +499,7 @@ impl Bus {
                 entry.expected = Some(receivers.saturating_sub(1));
                 if entry.complete() {
                     waiting.remove(&request);
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
@@ -274,9 +508,9 @@ impl Bus {
                 .waiting()
                 .remove(&request)
                 .map_or(0, |w| w.expected.unwrap_or(0).saturating_sub(w.answered));
-            tracing::warn!(%room, missing, "instances did not confirm a membership change in time");
+            return Ok(Some(missing));
         }
-        Ok(())
+        Ok(None)
     }
 
     fn answered(&self, request: u64) {
@@ -308,6 +542,8 @@ impl Bus {
                     if let Err(broadcast::error::RecvError::Closed) = reconnected {
                         return;
                     }
+                    self.inner.routes.set_complete(false);
+                    tokio::spawn(self.clone().resync_routes());
                     let _ = out.try_send(Inbound::Reconnected);
                     continue;
                 }
@@ -321,13 +557,43 @@ impl Bus {
                 }
             };
             let inbound = match message {
-                Wire::Deliver { from, .. } | Wire::Members { from, .. }
+                Wire::Deliver { from, .. }
+                | Wire::Members { from, .. }
+                | Wire::Host { from, .. }
+                | Wire::Hosts { from, .. }
                     if from == self.keys.instance() =>
                 {
                     continue;
                 }
                 Wire::Applied { request } => {
                     self.answered(request);
+                    continue;
+                }
+                Wire::Host {
+                    from,
+                    user,
+                    version,
+                    on,
+                    request,
+                } => {
+                    self.inner.routes.heard(from, user, version, on);
+                    if let Some(request) = request {
+                        let bus = self.clone();
+                        let to = bus.keys.bus_instance(from);
+                        tokio::spawn(async move {
+                            bus.send(to, &Wire::Applied { request }).await;
+                        });
+                    }
+                    continue;
+                }
+                Wire::Hosts {
+                    from,
+                    version,
+                    users,
+                } => {
+                    for user in users {
+                        self.inner.routes.heard(from, user, version, true);
+                    }
                     continue;
                 }
                 Wire::Deliver {

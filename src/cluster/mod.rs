@@ -7,6 +7,7 @@ mod bus;
 mod cache;
 mod keys;
 mod pubsub;
+mod routes;
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,7 +20,7 @@ use fred::{
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::sync::mpsc;
 
-pub use bus::{Applied, Bus, BusError, Inbound, RoomVersion};
+pub use bus::{Applied, Bus, BusError, Hosted, Inbound, RoomVersion};
 pub use cache::HistoryCache;
 pub use keys::Keys;
 pub use pubsub::Pubsub;
@@ -123,8 +124,10 @@ impl Cluster {
         let keys = Keys::new(&config.redis_prefix, &config.instance_id);
         let (bus, inbound) = Bus::start(
             pubsub.clone(),
+            client.clone(),
             keys.clone(),
             fred::interfaces::EventInterface::reconnect_rx(&subscriber),
+            metrics.clone(),
         )
         .await
         .context("could not subscribe to the cluster bus")?;

@@ -111,8 +111,14 @@ async fn admit<A: Adapter>(
         Admission::Admitted(presence) => presence,
         Admission::TooManySockets => return Err(HandshakeError::TooManyConnections),
     };
+    // Before the client hears it is connected: every instance then publishes this user's
+    // deliveries here too (cluster mode).
+    let route = match app.mode.bus() {
+        Some(bus) => Some(bus.host(user.id).await),
+        None => None,
+    };
     let bucket = TokenBucket::new(config.rate_limit_burst, config.rate_limit_per_sec);
-    let me = SocketUser::new(user, bucket, presence);
+    let me = SocketUser::new(user, bucket, presence, route);
     // Before the socket joins its rooms, so that every delivery to it is charged.
     s.extensions
         .insert(std::sync::Arc::new(Backlog::for_handshake(s.req_parts())));

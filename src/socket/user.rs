@@ -6,6 +6,7 @@ use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use super::ratelimit::{TokenBucket, Window};
 use crate::{
+    cluster::Hosted,
     presence::SocketPresence,
     store::{Recipient, User},
 };
@@ -36,6 +37,8 @@ pub struct Carried {
     pub presence: SocketPresence,
     /// Its `typing` rate and the conversations it is typing in.
     typing: Mutex<Typing>,
+    /// Cluster mode: while the socket lives, its user's deliveries come to this instance.
+    _route: Option<Hosted>,
 }
 
 impl std::ops::Deref for SocketUser {
@@ -48,12 +51,18 @@ impl std::ops::Deref for SocketUser {
 
 impl SocketUser {
     /// A socket of `user` with a full send budget.
-    pub fn new(user: User, bucket: TokenBucket, presence: SocketPresence) -> SocketUser {
+    pub fn new(
+        user: User,
+        bucket: TokenBucket,
+        presence: SocketPresence,
+        route: Option<Hosted>,
+    ) -> SocketUser {
         SocketUser(Arc::new(Carried {
             user,
             bucket: Mutex::new(bucket),
             presence,
             typing: Mutex::default(),
+            _route: route,
         }))
     }
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  emitAck, eventually, http, randomName, recordEvents, sleep, waitForEvent, withCluster,
+  emitAck, eventually, http, parsePrometheus, randomName, recordEvents, sleep, waitForEvent, withCluster,
 } from '../lib/harness.mjs';
 import { assertMessageNew, assertOk, collectHistory, collectRoomHistory, send } from '../lib/expect.mjs';
 
@@ -248,5 +248,91 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
       assert.equal(res.status, 200, res.text);
       assert.deepEqual(res.body.messages.map((m) => m.id).sort(), [...sent].sort(), `history of pair ${key}`);
     }
+  }));
+
+  test('a reader hopping between instances under traffic misses nothing: what sync does not return arrives live', withCluster(3, ROOMY, async (w, cluster) => {
+    // Each instance publishes a delivery only to the instances that host its recipients, so a
+    // socket's instance must be known everywhere before its client hears it is connected: a
+    // message committed after that comes live, one committed before is in message:sync.
+    const alice = await w.online(randomName('alice'), { url: cluster.urls[0] });
+    const { user: bob, token } = await w.user(randomName('bob'));
+    const acked = [];
+    let running = true;
+    const traffic = (async () => {
+      for (let i = 0; running; i++) {
+        acked.push(assertOk(await emitAck(alice.socket, 'message:send', { receiverId: bob.id, content: `m${i}` })).id);
+      }
+    })();
+    await eventually(() => acked.length > 0, 'traffic started');
+    let cursor = acked[0];
+    const gaps = [];
+    for (let hop = 0; hop < 9; hop++) {
+      const url = cluster.urls[(hop + 1) % 3];
+      const socket = await w.connect(token, {}, url);
+      const live = recordEvents(socket, 'message:new');
+      const synced = [];
+      for (let after = cursor; ;) {
+        const page = assertOk(await emitAck(socket, 'message:sync', { after, limit: 100 }));
+        synced.push(...page.messages.map((m) => m.id));
+        if (!page.hasMore) break;
+        after = page.messages.at(-1).id;
+      }
+      await sleep(150 + Math.random() * 150);
+      socket.close();
+      w.sockets.delete(socket);
+      const seen = new Set([...synced, ...live.map((m) => m.id)]);
+      const from = acked.indexOf(cursor);
+      const last = Math.max(...[...seen].map((id) => acked.indexOf(id)));
+      assert.ok(last > from, `hop ${hop}: bob heard something on ${url}`);
+      const missing = acked.slice(from + 1, last + 1).filter((id) => !seen.has(id));
+      if (missing.length) gaps.push(`hop ${hop} (${url}): ${missing.length} of ${last - from} missing`);
+      cursor = acked[last];
+    }
+    running = false;
+    await traffic;
+    assert.deepEqual(gaps, [], 'between its sync and its live messages a reader never has a gap');
+  }));
+
+  test('a delivery is published only to the instances that host a recipient', withCluster(3, ROOMY, async (w, cluster) => {
+    const [n0, n1, n2] = cluster.urls;
+    const published = async (url) => {
+      const m = parsePrometheus((await http(`${url}/metrics`)).text);
+      return m.get('nexus_bus_deliveries_targeted_total') + m.get('nexus_bus_deliveries_to_everyone_total');
+    };
+    // Someone on every instance, so that a broadcast would have somewhere to go.
+    for (const url of cluster.urls) await w.online(randomName('bystander'), { url });
+    const alice = await w.online(randomName('alice'), { url: n1 });
+    const bob = await w.online(randomName('bob'), { url: n1 });
+    const dave = await w.online(randomName('dave'), { url: n2 });
+
+    // Both on one instance: nothing crosses to the others.
+    const before = await Promise.all(cluster.urls.map(published));
+    const inbox = recordEvents(bob.socket, 'message:new');
+    for (let i = 0; i < 20; i++) await send(alice.socket, bob.user.id, `local ${i}`);
+    await eventually(() => inbox.length === 20, 'bob gets all 20');
+    assert.deepEqual(await Promise.all(cluster.urls.map(published)), before, 'no instance published a delivery');
+
+    // To dave on node2: one publish per message, to node2 only, and dave gets each once.
+    const daveInbox = recordEvents(dave.socket, 'message:new');
+    for (let i = 0; i < 20; i++) await send(alice.socket, dave.user.id, `remote ${i}`);
+    await eventually(() => daveInbox.length === 20, 'dave gets all 20');
+    assert.equal(await published(n1), before[1] + 20, 'node1 published each message once');
+    assert.equal(await published(n0), before[0], 'node0 had nothing to publish');
+
+    // Once dave's last socket on node2 closes, node1 stops publishing his messages there; when he
+    // comes back on node0, they go there, live from his first moment.
+    dave.socket.close();
+    w.sockets.delete(dave.socket);
+    await eventually(async () => {
+      const at = await published(n1);
+      await send(alice.socket, dave.user.id, 'while away');
+      return (await published(n1)) === at;
+    }, 'node1 learns that dave left node2');
+    const back = await w.connect(dave.token, {}, n0);
+    const backInbox = recordEvents(back, 'message:new');
+    const at = await published(n1);
+    await send(alice.socket, dave.user.id, 'welcome back');
+    await eventually(() => backInbox.some((m) => m.content === 'welcome back'), 'dave gets it on node0');
+    assert.equal(await published(n1), at + 1);
   }));
 });
