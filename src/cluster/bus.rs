@@ -146,6 +146,20 @@ impl Applied {
     }
 }
 
+/// Encodes a bus message (`None`, logged, if it cannot be).
+fn encode(message: &Wire<'_>) -> Option<Vec<u8>> {
+    serde_json::to_vec(message)
+        .map_err(|err| tracing::error!(error = %err, "could not encode a bus message"))
+        .ok()
+}
+
+/// The instances that hold a lease.
+async fn live_instances(client: &Client, keys: &Keys) -> Result<Vec<String>, fred::error::Error> {
+    client
+        .zrange(keys.leases(), 0, -1, None, false, None, false)
+        .await
+}
+
 /// A socket's route: while it lives, deliveries for its user are published to this instance.
 #[derive(Debug)]
 pub struct Hosted {
@@ -267,11 +281,7 @@ impl Bus {
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            let live: Result<Vec<String>, _> = inner
-                .client
-                .zrange(keys.leases(), 0, -1, None, false, None, false)
-                .await;
-            if let Ok(live) = live {
+            if let Ok(live) = live_instances(&inner.client, &keys).await {
                 inner.routes.keep_only(&live);
             }
         }
@@ -281,9 +291,7 @@ impl Bus {
     /// the routes complete.
     async fn load_routes(&self) -> Result<(), fred::error::Error> {
         let client = &self.inner.client;
-        let instances: Vec<String> = client
-            .zrange(self.keys.leases(), 0, -1, None, false, None, false)
-            .await?;
+        let instances = live_instances(client, &self.keys).await?;
         let prefix = self.keys.instance_sockets_prefix();
         for instance in instances.iter().filter(|i| *i != self.keys.instance()) {
             let users: Vec<String> = client.hkeys(format!("{prefix}{instance}")).await?;
@@ -323,32 +331,37 @@ impl Bus {
     /// other instance and waits (at most `APPLY_TIMEOUT`) until each will publish the user's
     /// deliveries here too. Call it before the client hears it is connected.
     pub async fn host(&self, user: Uuid) -> Hosted {
-        let first = self.inner.routes.socket_in(user);
+        let announced = self.inner.routes.socket_in(user);
         // Made first, so that the count is undone even if this future is dropped while waiting.
         let hosted = Hosted {
             bus: self.clone(),
             user,
         };
-        if first {
-            let request = self.inner.next_request.fetch_add(1, Relaxed);
-            let message = Wire::Host {
-                from: self.keys.instance(),
-                user,
-                version: self.inner.routes.version(),
-                on: true,
-                request: Some(request),
-            };
-            match self.publish_and_wait(request, &message).await {
-                Ok(None) => {}
-                Ok(Some(missing)) => {
-                    tracing::warn!(%user, missing, "instances did not confirm a route in time");
-                }
-                // The other instances cannot hear us either; the resync after the reconnect
-                // tells them.
-                Err(err) => tracing::warn!(error = %err, %user, "could not announce a route"),
-            }
-        }
+        // A second socket that joins while the first one's announcement is on its way waits for
+        // it too: its client must not hear it is connected before the route is in force.
+        announced.get_or_init(|| self.announce(user)).await;
         hosted
+    }
+
+    /// Tells every other instance that `user` has a socket here and waits until each applied it.
+    async fn announce(&self, user: Uuid) {
+        let request = self.inner.next_request.fetch_add(1, Relaxed);
+        let message = Wire::Host {
+            from: self.keys.instance(),
+            user,
+            version: self.inner.routes.version(),
+            on: true,
+            request: Some(request),
+        };
+        match self.publish_and_wait(request, &message).await {
+            Ok(None) => {}
+            Ok(Some(missing)) => {
+                tracing::warn!(%user, missing, "instances did not confirm a route in time");
+            }
+            // The other instances cannot hear us either; the resync after the reconnect tells
+            // them.
+            Err(err) => tracing::warn!(error = %err, %user, "could not announce a route"),
+        }
     }
 
     /// A socket of `user` left this instance; for the user's last socket here, tells the others
@@ -357,22 +370,20 @@ impl Bus {
         if !self.inner.routes.socket_out(user) {
             return;
         }
-        let message = Wire::Host {
-            from: self.keys.instance(),
-            user,
-            version: self.inner.routes.version(),
-            on: false,
-            request: None,
-        };
-        let Ok(bytes) = serde_json::to_vec(&message) else {
-            return;
-        };
+        let version = self.inner.routes.version();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let bus = self.clone();
         runtime.spawn(async move {
-            let _ = bus.inner.pubsub.0.publish(bus.keys.bus_all(), bytes).await;
+            let message = Wire::Host {
+                from: bus.keys.instance(),
+                user,
+                version,
+                on: false,
+                request: None,
+            };
+            bus.send(bus.keys.bus_all(), &message).await;
         });
     }
 
@@ -381,13 +392,11 @@ impl Bus {
     }
 
     async fn send(&self, channel: String, message: &Wire<'_>) -> Option<usize> {
-        let bytes = match serde_json::to_vec(message) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                tracing::error!(error = %err, "could not encode a bus message");
-                return None;
-            }
-        };
+        self.publish(channel, encode(message)?).await
+    }
+
+    /// Publishes an encoded bus message; how many subscribers received it, `None` on failure.
+    async fn publish(&self, channel: String, bytes: Vec<u8>) -> Option<usize> {
         match self.inner.pubsub.0.publish(channel, bytes).await {
             Ok(receivers) => Some(receivers),
             Err(err) => {
@@ -417,35 +426,34 @@ impl Bus {
             room,
             payload,
         };
+        // Encoded once, whichever channels it goes to.
+        let bytes = encode(&message).ok_or_else(|| BusError("unencodable delivery".into()))?;
         let metrics = &self.inner.metrics.0;
-        match targets {
+        let channels = match targets {
             Targets::Everyone => {
                 inc(&metrics.bus_deliveries_to_everyone);
-                match self.send(self.keys.bus_all(), &message).await {
-                    Some(_) => Ok(()),
-                    None => Err(BusError("publish failed".into())),
-                }
+                vec![self.keys.bus_all()]
             }
             Targets::Only(instances) => {
-                let mut failed = false;
-                for instance in instances {
-                    inc(&metrics.bus_deliveries_targeted);
-                    // Nobody listening (0) may be an instance that stopped, or a shard that is
-                    // failing over; routes to stopped instances are pruned by their lease.
-                    if self
-                        .send(self.keys.bus_instance(&instance), &message)
-                        .await
-                        .is_none()
-                    {
-                        failed = true;
-                    }
-                }
-                if failed {
-                    Err(BusError("publish failed".into()))
-                } else {
-                    Ok(())
-                }
+                metrics
+                    .bus_deliveries_targeted
+                    .fetch_add(instances.len() as u64, Relaxed);
+                instances
+                    .iter()
+                    .map(|instance| self.keys.bus_instance(instance))
+                    .collect()
             }
+        };
+        let mut failed = false;
+        for channel in channels {
+            // Nobody listening (0) may be an instance that stopped, or a shard failing over;
+            // routes to stopped instances are pruned by their lease.
+            failed |= self.publish(channel, bytes.clone()).await.is_none();
+        }
+        if failed {
+            Err(BusError("publish failed".into()))
+        } else {
+            Ok(())
         }
     }
 

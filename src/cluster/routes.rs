@@ -28,8 +28,9 @@ use uuid::Uuid;
 /// The routes of this instance: its own sockets per user and the other instances' users.
 #[derive(Debug)]
 pub(super) struct Routes {
-    /// This instance's sockets per user.
-    local: Mutex<HashMap<Uuid, usize>>,
+    /// This instance's sockets per user, and the announcement of the user's route here (made
+    /// once, by the first socket; the sockets that join meanwhile wait for the same one).
+    local: Mutex<HashMap<Uuid, (usize, Announced)>>,
     /// The other instances that host each user, with the version last heard from each.
     remote: Mutex<Remote>,
     /// Whether `remote` is known to miss nobody; until then, deliveries go to every instance.
@@ -56,6 +57,9 @@ impl Remote {
     }
 }
 
+/// Set once every other instance has applied (or failed to confirm) a user's route here.
+pub(super) type Announced = Arc<tokio::sync::OnceCell<()>>;
+
 /// Where a delivery for some users must be published.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Targets {
@@ -78,7 +82,7 @@ impl Routes {
         }
     }
 
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (usize, Announced)>> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -91,19 +95,20 @@ impl Routes {
         self.next_version.fetch_add(1, Relaxed)
     }
 
-    /// Counts a socket of `user` in here; `true` for the user's first socket here.
-    pub(super) fn socket_in(&self, user: Uuid) -> bool {
+    /// Counts a socket of `user` in here; returns the announcement of the user's route here,
+    /// which is new (not yet made) for the user's first socket.
+    pub(super) fn socket_in(&self, user: Uuid) -> Announced {
         let mut local = self.local();
-        let n = local.entry(user).or_insert(0);
+        let (n, announced) = local.entry(user).or_default();
         *n += 1;
-        *n == 1
+        announced.clone()
     }
 
     /// Counts a socket of `user` out; `true` for the user's last socket here.
     pub(super) fn socket_out(&self, user: Uuid) -> bool {
         let mut local = self.local();
         match local.get_mut(&user) {
-            Some(n) if *n > 1 => {
+            Some((n, _)) if *n > 1 => {
                 *n -= 1;
                 false
             }
@@ -265,11 +270,15 @@ mod tests {
     }
 
     #[test]
-    fn local_counts_say_first_and_last() {
+    fn sockets_of_a_user_share_one_announcement_until_the_last_leaves() {
         let routes = Routes::new();
         let a = Uuid::new_v4();
-        assert!(routes.socket_in(a));
-        assert!(!routes.socket_in(a));
+        let first = routes.socket_in(a);
+        let second = routes.socket_in(a);
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "one announcement per user here"
+        );
         assert!(!routes.socket_out(a));
         assert!(routes.socket_out(a));
         assert!(
@@ -277,6 +286,12 @@ mod tests {
             "an unknown user is not counted out twice"
         );
         assert!(routes.local_users().is_empty());
+        first.set(()).unwrap();
+        let again = routes.socket_in(a);
+        assert!(
+            again.get().is_none(),
+            "after the last socket left, the route is announced anew"
+        );
         assert!(routes.version() < routes.version());
     }
 }
