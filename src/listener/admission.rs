@@ -168,6 +168,8 @@ pub struct ConnFlags {
     pub in_flight: AtomicUsize,
     /// hyper serves it as HTTP (false once it ended, or became a WebSocket).
     pub http: AtomicBool,
+    /// A request head has arrived on it: a client that talks, not one that holds a descriptor.
+    pub served: AtomicBool,
     evicted: AtomicBool,
     /// Notified when the connection is to close to make room.
     pub evict: Notify,
@@ -218,10 +220,20 @@ impl Admission {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the oldest idle HTTP connection to close; `false` when there is none.
+    /// Asks an idle HTTP connection to close; `false` when there is none. The oldest one that
+    /// never sent a request goes first (a flood holds those), then the oldest kept-alive one
+    /// (a client's pool may be about to reuse it, and would see it close under its request).
     fn evict_one(&self) -> bool {
         let map = self.open_map();
-        match map.values().find(|f| f.evictable()) {
+        let mut kept_alive = None;
+        let silent = map.values().filter(|f| f.evictable()).find(|f| {
+            let served = f.served.load(Relaxed);
+            if served && kept_alive.is_none() {
+                kept_alive = Some(Arc::clone(f));
+            }
+            !served
+        });
+        match silent.cloned().or(kept_alive) {
             Some(flags) => {
                 flags.evicted.store(true, Relaxed);
                 self.evicting.fetch_add(1, Relaxed);
@@ -245,9 +257,9 @@ impl Admission {
     /// Admits (or not) one more connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Verdict {
         let key = address_key(ip);
-        let holding = usize::try_from(self.stats.open.load(Relaxed)).unwrap_or(0);
-        let open = usize::try_from(self.stats.open.load(Relaxed) - self.evicting.load(Relaxed))
-            .unwrap_or(0);
+        let holding = self.stats.open.load(Relaxed);
+        let open = usize::try_from(holding - self.evicting.load(Relaxed)).unwrap_or(0);
+        let holding = usize::try_from(holding).unwrap_or(0);
         let reserve = self.max_connections.saturating_add(PROBE_RESERVE);
         if open < reserve && holding >= reserve.saturating_add(MAX_EVICTING) {
             return Verdict::Closing;
@@ -433,6 +445,38 @@ mod tests {
         // The busy one and a WebSocket (no longer HTTP) are never evicted.
         flags(&newcomer).http.store(false, Relaxed);
         assert!(matches!(a.admit(ip), Verdict::ProbesOnly(_)));
+    }
+
+    #[test]
+    fn connections_that_never_sent_a_request_are_evicted_before_kept_alive_ones() {
+        let a = admission(3, 0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let kept_alive = a.admit(ip);
+        flags(&kept_alive).served.store(true, Relaxed);
+        let silent = a.admit(ip);
+        let half_sent = a.admit(ip);
+        let n1 = a.admit(ip);
+        assert!(
+            flags(&silent).evicted.load(Relaxed),
+            "the oldest silent one goes first"
+        );
+        assert!(!flags(&kept_alive).evicted.load(Relaxed));
+        let n2 = a.admit(ip);
+        assert!(
+            flags(&half_sent).evicted.load(Relaxed),
+            "then the next silent one"
+        );
+        assert!(!flags(&kept_alive).evicted.load(Relaxed));
+        drop((silent, half_sent));
+        // Served newcomers: only kept-alive connections are left, the oldest goes.
+        flags(&n1).served.store(true, Relaxed);
+        flags(&n2).served.store(true, Relaxed);
+        let _n3 = a.admit(ip);
+        assert!(
+            flags(&kept_alive).evicted.load(Relaxed),
+            "then the oldest kept-alive one"
+        );
+        assert!(!flags(&n1).evicted.load(Relaxed));
     }
 
     #[test]

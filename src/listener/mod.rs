@@ -24,10 +24,7 @@ use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::Duration,
 };
 
@@ -80,6 +77,7 @@ pub async fn serve(
     let app = app.with_state(());
     let nofile = open_file_limit();
     let admission = Arc::new(Admission::new(&limits, nofile, stats.clone()));
+    let keep_alive = keep_alive_hint(limits.header_read_timeout);
     tracing::info!(
         max_connections = admission.max_connections(),
         open_file_limit = nofile,
@@ -171,6 +169,7 @@ pub async fn serve(
             peer,
             probes_only,
             limits,
+            keep_alive: keep_alive.clone(),
             stats: stats.clone(),
         };
         let stop = stop_rx.clone();
@@ -197,6 +196,8 @@ struct Connection {
     peer: SocketAddr,
     probes_only: bool,
     limits: ConnectionLimits,
+    /// The `Keep-Alive` response header (the same for every connection).
+    keep_alive: header::HeaderValue,
     stats: Arc<ConnectionStats>,
 }
 
@@ -207,16 +208,14 @@ impl Connection {
         let stream = TrackedStream::new(tcp, activity.clone(), permit);
         // Each request learns how much its connection has written: a socket's backlog.
         let (stream, sent) = CountingIo::new(stream);
-        let first_request = Arc::new(AtomicBool::new(false));
         let service = {
             let app = self.app;
             let peer = self.peer;
             let probes_only = self.probes_only;
-            let first_request = first_request.clone();
             let flags = flags.clone();
-            let keep_alive = keep_alive_hint(self.limits.header_read_timeout);
+            let keep_alive = self.keep_alive;
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                first_request.store(true, Relaxed);
+                flags.served.store(true, Relaxed);
                 let in_flight = InFlight::enter(flags.clone());
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(sent.clone());
@@ -261,7 +260,7 @@ impl Connection {
         loop {
             // Until its first request, a connection has the header-read timeout to send one
             // (hyper times out a head it has begun waiting for, too); then the idle timeout runs.
-            let deadline = if first_request.load(Relaxed) {
+            let deadline = if flags.served.load(Relaxed) {
                 activity.last() + self.limits.idle_timeout
             } else {
                 (activity.started() + self.limits.header_read_timeout)
@@ -280,7 +279,7 @@ impl Connection {
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     let now = tokio::time::Instant::now();
-                    if !first_request.load(Relaxed)
+                    if !flags.served.load(Relaxed)
                         && now >= activity.started() + self.limits.header_read_timeout
                     {
                         self.stats.header_timeouts.fetch_add(1, Relaxed);
