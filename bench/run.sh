@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark suite: builds Nexus Chat, the load generator and the Node.js baseline,
 # creates a fresh PostgreSQL database per side, starts 3 instances of each (sharing the local
-# Redis under distinct key prefixes), runs every scenario against both sides in the same run and
-# writes the report. Everything it starts is stopped, and its databases dropped, on exit.
+# Redis under distinct key prefixes), runs every scenario against both sides in the same run,
+# then the dm scenario again on 1, 2 and 4 fresh instances of each side (scale), and writes the
+# report. Everything it starts is stopped, and its databases dropped, on exit.
 #
-#   bench/run.sh            full run (~10 minutes), writes docs/benchmarks.md and bench/report/
-#   bench/run.sh --quick    every scenario with tiny parameters (< 1 minute after the build);
+#   bench/run.sh            full run (~12 minutes), writes docs/benchmarks.md and bench/report/
+#   bench/run.sh --quick    every scenario with tiny parameters (~1.5 minutes on 2 cores after the build);
 #                           writes the report to a temporary folder unless --out is given
 #
 # Options: --out FILE (report path), --skip-build, --keep (leave databases and logs for
 # debugging), --no-single (skip the one-instance connection-limit run of the full mode),
 # --debug (use debug builds: what CI's smoke run does, to skip a release build).
 # Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432), BENCH_REDIS_URL
-# (default redis://127.0.0.1:6379). Only loopback addresses are ever targeted.
+# (default redis://127.0.0.1:6379), BENCH_SCALE_INSTANCES ("1 2 4"; "" skips the scale runs).
+# Only loopback addresses are ever targeted.
 set -euo pipefail
 
 ORIGINAL_ARGS="$*"
@@ -30,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --debug) PROFILE=debug ;;
     --keep) KEEP=1 ;;
     --no-single) SINGLE=0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -90,6 +92,7 @@ if [[ $MODE == quick ]]; then
   D_READERS=15 D_READ_RATE=200 D_READ_SECS=2
   D_TYPISTS=40 D_TYPING_ROOM_SIZE=10 D_TYPING_RATE=3 D_TYPING_SECS=2
   D_SOURCE_IPS=2
+  D_SCALE_INSTANCES="1 2" D_SCALE_RATE=200 D_SCALE_SECS=2 D_SCALE_WARMUP=0.5 D_SCALE_SENDERS=30
 else
   D_USERS=4000 D_CONN=9000 D_CONN_USERS=100 D_CONN_RATE=600
   D_DM_RATE=1000 D_DM_SECS=15 D_DM_WARMUP=3 D_SENDERS=300
@@ -100,16 +103,23 @@ else
   D_READERS=150 D_READ_RATE=1000 D_READ_SECS=10
   D_TYPISTS=1000 D_TYPING_ROOM_SIZE=10 D_TYPING_RATE=3 D_TYPING_SECS=10
   D_SOURCE_IPS=4
+  D_SCALE_INSTANCES="1 2 4" D_SCALE_RATE=1000 D_SCALE_SECS=10 D_SCALE_WARMUP=3 D_SCALE_SENDERS=300
 fi
 for p in USERS CONN CONN_USERS CONN_RATE DM_RATE DM_SECS DM_WARMUP SENDERS RAMP_START RAMP_FACTOR \
          RAMP_MAX RAMP_STEP STORM STORM_WITHIN HIST_MSGS HIST_CONVS HIST_REQS SOURCE_IPS \
          ROOMS ROOM_SIZE ROOM_RATE ROOM_SECS READERS READ_RATE READ_SECS \
-         TYPISTS TYPING_ROOM_SIZE TYPING_RATE TYPING_SECS; do
+         TYPISTS TYPING_ROOM_SIZE TYPING_RATE TYPING_SECS \
+         SCALE_INSTANCES SCALE_RATE SCALE_SECS SCALE_WARMUP SCALE_SENDERS; do
   def="D_$p"; env="BENCH_$p"
   printf -v "$p" '%s' "${!env:-${!def}}"
 done
+# An empty BENCH_SCALE_INSTANCES is meant: no scale runs.
+[[ -v BENCH_SCALE_INSTANCES ]] && SCALE_INSTANCES="$BENCH_SCALE_INSTANCES"
 (( USERS >= STORM && USERS >= SENDERS + 2 * HIST_CONVS && USERS >= ROOM_SIZE && USERS >= 2 * READERS \
-   && USERS >= TYPISTS )) || { echo "run.sh: BENCH_USERS too small" >&2; exit 2; }
+   && USERS >= TYPISTS && USERS >= SCALE_SENDERS )) || { echo "run.sh: BENCH_USERS too small" >&2; exit 2; }
+for n in $SCALE_INSTANCES; do
+  [[ $n =~ ^[1-9][0-9]?$ ]] || { echo "run.sh: BENCH_SCALE_INSTANCES: '$n' is not an instance count" >&2; exit 2; }
+done
 
 # Sockets need descriptors on both ends; raise the soft limit as far as this machine allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -161,13 +171,32 @@ start_ours() { # index
   start_ours_at "$1" "${PORTS[$1]}"
   OURS_PIDS+=($!); OURS_URLS+=("http://127.0.0.1:${PORTS[$1]}")
 }
-start_node() { # index
-  local i=$1 port=${PORTS[$((3 + $1))]}
+start_node_at() { # index port
+  local i=$1 port=$2
   (cd "$BENCH_DIR/baseline-node" && exec env PORT="$port" HOST=127.0.0.1 DATABASE_URL="$PG/$DB_NODE" \
     REDIS_URL="$REDIS_URL" REDIS_PREFIX="$PREFIX_NODE" JWT_SECRET="$JWT_SECRET" INSTANCE_ID="node-$i" \
     BCRYPT_COST=4 DB_POOL_SIZE=$POOL NODE_ENV=production \
-    node server.js >"$WORK/node-$i.log" 2>&1) &
-  PIDS+=($!); NODE_PIDS+=($!); NODE_URLS+=("http://127.0.0.1:$port")
+    node server.js >>"$WORK/node-$i.log" 2>&1) &
+  PIDS+=($!)
+}
+start_node() { # index
+  local port=${PORTS[$((3 + $1))]}
+  start_node_at "$1" "$port"
+  NODE_PIDS+=($!); NODE_URLS+=("http://127.0.0.1:$port")
+}
+stop_pids() { # pid... : stops these servers (TERM, KILL after 30 s), reaps them, forgets them
+  local pid alive keep=()
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 300); do
+    alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do [[ " $* " == *" $pid "* ]] || keep+=("$pid"); done
+  PIDS=("${keep[@]}")
 }
 
 log "starting 3 Nexus Chat and 3 Node baseline instances"
@@ -211,7 +240,7 @@ log "connections: $CONN idle sockets ($CONN_USERS users) at $CONN_RATE/s"
 both connections --count "$CONN" --users-limit "$CONN_USERS" --rate "$CONN_RATE" --source-ips "$SOURCE_IPS"
 
 log "dm: $DM_RATE msg/s for $DM_SECS s, $SENDERS users"
-both dm --rate "$DM_RATE" --duration "$DM_SECS" --warmup "$DM_WARMUP" --senders "$SENDERS"
+both_db dm --rate "$DM_RATE" --duration "$DM_SECS" --warmup "$DM_WARMUP" --senders "$SENDERS" --redis-url "$REDIS_URL"
 
 log "ramp: from $RAMP_START msg/s x$RAMP_FACTOR per ${RAMP_STEP}s step"
 both ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" --max "$RAMP_MAX" --step-secs "$RAMP_STEP" --senders "$SENDERS"
@@ -252,6 +281,35 @@ if (( STORM_BIG > 0 )); then
     --side nexus --urls "$OURS_URL_LIST" --pids "$OURS_PID_LIST" --users "$WORK/users-nexus-big.json" \
     --tag full-size --results "$RESULTS" >/dev/null || NOTES+=("The full-size storm run failed.")
 fi
+if [[ -n ${SCALE_INSTANCES// /} ]]; then
+  # The same DM load on 1, 2, 4 instances of one side at a time, alone on the machine (the main
+  # instances stop first; the sides take turns), so CPU per message can be compared across
+  # instance counts and Redis's CPU is that side's. Same databases, prefixes and users.
+  log "scale: dm at $SCALE_RATE msg/s for $SCALE_SECS s, $SCALE_SENDERS users, on $SCALE_INSTANCES instances of each side"
+  stop_pids "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"
+  OURS_PIDS=(); NODE_PIDS=()
+  for n in $SCALE_INSTANCES; do
+    for side in nexus node; do
+      mapfile -t SCALE_PORTS < <("$NB" free-ports "$n")
+      SCALE_PIDS=(); SCALE_URLS=()
+      for ((i = 0; i < n; i++)); do
+        if [[ $side == nexus ]]; then start_ours_at "scale$n-$i" "${SCALE_PORTS[$i]}"; else start_node_at "scale$n-$i" "${SCALE_PORTS[$i]}"; fi
+        SCALE_PIDS+=($!); SCALE_URLS+=("http://127.0.0.1:${SCALE_PORTS[$i]}")
+      done
+      "$NB" wait-ready --urls "$(join "${SCALE_URLS[@]}")" --timeout 60
+      log "scale: $side on $n instance(s)"
+      if ! "$NB" dm --rate "$SCALE_RATE" --duration "$SCALE_SECS" --warmup "$SCALE_WARMUP" --senders "$SCALE_SENDERS" \
+        --side "$side" --urls "$(join "${SCALE_URLS[@]}")" --pids "$(join "${SCALE_PIDS[@]}")" \
+        --users "$WORK/users-$side.json" --database-url "$(side_db "$side")" --redis-url "$REDIS_URL" \
+        --tag "scale-$n" --results "$RESULTS" >/dev/null; then
+        # The quick run is CI's smoke test: there a failure fails; a full run keeps the rest.
+        [[ $MODE == quick ]] && { echo "run.sh: the scale run of $side on $n instances failed" >&2; exit 1; }
+        NOTES+=("The scale run of $side on $n instances failed; see its log.")
+      fi
+      stop_pids "${SCALE_PIDS[@]}"
+    done
+  done
+fi
 if [[ $MODE == full && $SINGLE == 1 ]]; then
   # 100,000 sockets on one instance need 100,000 descriptors in the server and in the generator.
   SINGLE_COUNT=$(( FD_LIMIT >= 101000 ? 100000 : FD_LIMIT - 1000 ))
@@ -259,8 +317,9 @@ if [[ $MODE == full && $SINGLE == 1 ]]; then
   # A fresh process, so that memory freed by earlier scenarios is not reused and hidden, alone on
   # the machine: the other instances stop first (after the storm they would still be sending
   # ~N²/2 user:offline frames for the storm's departing users).
-  for pid in "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # (Already done when the scale runs ran.)
+  stop_pids "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"
+  OURS_PIDS=(); NODE_PIDS=()
   start_ours_at 0 "${PORTS[0]}"; SINGLE_PID=$!
   "$NB" wait-ready --urls "${OURS_URLS[0]}" --timeout 60
   "$NB" connections --count "$SINGLE_COUNT" --users-limit "$CONN_USERS" --rate 4000 --source-ips 8 \

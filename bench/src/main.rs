@@ -7,6 +7,7 @@
 mod context;
 mod pgstat;
 mod procstat;
+mod redisstat;
 mod report;
 mod scenario;
 mod sio;

@@ -61,18 +61,27 @@ pub fn sample(url: &str) -> Option<PgSample> {
     })
 }
 
-/// PostgreSQL's side of a run: CPU of the backends seen at the start (still alive at the end)
-/// and the counter deltas. The counters are read after a pause: backends report their
-/// statistics when idle, at most about once a second. The probe's own `psql` sessions are
-/// subtracted: with idle servers, the two readings differ by 4 transactions.
+/// PostgreSQL's side of a run: CPU of the backends seen at the start (still alive at the end),
+/// plus all the CPU of backends that appeared since (a pool that grew during the run), and the
+/// counter deltas. The counters are read after a pause: backends report their statistics when
+/// idle, at most about once a second. The probe's own `psql` sessions are subtracted: with idle
+/// servers, the two readings differ by 4 transactions.
 pub async fn delta(url: &str, before: &PgSample) -> Option<Value> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = sample(url)?;
     let cpu = procstat::sample(&before.pids).cpu_secs;
     let cpu_before = before.cpu_secs;
+    let new_pids: Vec<u32> = after
+        .pids
+        .iter()
+        .copied()
+        .filter(|p| !before.pids.contains(p))
+        .collect();
+    let cpu_new = procstat::sample(&new_pids).cpu_secs;
     Some(json!({
         "backends": before.pids.len(),
-        "cpu_secs": (cpu - cpu_before).max(0.0),
+        "backends_opened": new_pids.len(),
+        "cpu_secs": (cpu - cpu_before).max(0.0) + cpu_new,
         "transactions": (after.transactions - before.transactions - PROBE_TRANSACTIONS).max(0.0),
         "rows_written": (after.rows_written - before.rows_written).max(0.0),
     }))

@@ -164,6 +164,26 @@ fn machine() -> String {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.results)
         .with_context(|| format!("reading {}", a.results.display()))?;
+    let r = parse(&text)?;
+    std::fs::create_dir_all(&a.plots_dir)?;
+    let plots = write_plots(&r, &a)?;
+    let md = markdown(&r, &a, &plots);
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, md).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!(
+        "report: wrote {} and {} plots in {}",
+        a.out.display(),
+        plots.len(),
+        a.plots_dir.display()
+    );
+    Ok(())
+}
+
+/// Reads the JSON lines of a results file (a later line replaces an earlier one of the same
+/// scenario, side and tag).
+fn parse(text: &str) -> anyhow::Result<Results> {
     let mut by_key = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).context("a results line is not JSON")?;
@@ -184,25 +204,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .filter_map(|v: &Value| v["timestamp"].as_str())
         .min()
         .map(str::to_owned);
-    let r = Results {
+    Ok(Results {
         by_key,
         loads,
         first_timestamp,
-    };
-    std::fs::create_dir_all(&a.plots_dir)?;
-    let plots = write_plots(&r, &a)?;
-    let md = markdown(&r, &a, &plots);
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&a.out, md).with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!(
-        "report: wrote {} and {} plots in {}",
-        a.out.display(),
-        plots.len(),
-        a.plots_dir.display()
-    );
-    Ok(())
+    })
 }
 
 fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
@@ -244,7 +250,7 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
     }
     let _ = writeln!(
         md,
-        "- **Setup:** both sides run 3 instances behind no proxy (the generator spreads sockets round-robin), \
+        "- **Setup:** both sides run 3 instances (the scale runs: 1, 2 and 4) behind no proxy (the generator spreads sockets round-robin), \
          on this one machine, sharing it with PostgreSQL, Redis and the load generator. Each side has its own fresh database \
          and Redis key prefix. `BCRYPT_COST=4` on both sides (only makes creating test users fast; the handshake never hashes) \
          and Nexus's per-socket rate limiter and per-address handshake cap are raised out of the way \
@@ -353,6 +359,30 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
         "server CPU s per 1,000 messages",
         num(dmo, &["cpu_secs_per_1k"]),
         num(dmb, &["cpu_secs_per_1k"]),
+        3,
+        Some(true),
+    );
+    t.row(
+        &dm_label,
+        "PostgreSQL CPU s per 1,000 messages",
+        num(dmo, &["postgres", "cpu_secs_per_1k"]),
+        num(dmb, &["postgres", "cpu_secs_per_1k"]),
+        3,
+        Some(true),
+    );
+    t.row(
+        &dm_label,
+        "Redis CPU s per 1,000 messages",
+        num(dmo, &["redis", "cpu_secs_per_1k"]),
+        num(dmb, &["redis", "cpu_secs_per_1k"]),
+        3,
+        Some(true),
+    );
+    t.row(
+        &dm_label,
+        "servers + PostgreSQL + Redis CPU s per 1,000 messages",
+        machine_cpu_per_1k(dmo),
+        machine_cpu_per_1k(dmb),
         3,
         Some(true),
     );
@@ -565,6 +595,8 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
     md.push_str(&t.out);
     md.push('\n');
     md.push_str("\"Nexus advantage\" is how many times better Nexus is on that line (baseline ÷ Nexus where lower is better, Nexus ÷ baseline where higher is better); below 1× the baseline wins.\n\n");
+
+    scale_section(&mut md, r, a, plots);
 
     let _ = writeln!(md, "## Targets\n");
     md.push_str("| target | measured | verdict |\n|---|---|---|\n");
@@ -1081,6 +1113,7 @@ fn targets(md: &mut String, r: &Results, single: Option<&Value>) {
         )
     );
     rooms_targets(md, r);
+    scale_target(md, r);
 }
 
 /// The two targets of the rooms issue.
@@ -1133,6 +1166,187 @@ fn rooms_targets(md: &mut String, r: &Results) {
             (1.0 - ratio.unwrap_or(0.0) / 3.0) * 100.0
         ))
     );
+}
+
+/// Server + PostgreSQL + Redis CPU seconds per 1,000 messages of a dm result (all three needed).
+fn machine_cpu_per_1k(v: Option<&Value>) -> Option<f64> {
+    Some(
+        num(v, &["cpu_secs_per_1k"])?
+            + num(v, &["postgres", "cpu_secs_per_1k"])?
+            + num(v, &["redis", "cpu_secs_per_1k"])?,
+    )
+}
+
+/// Instance counts the scale runs are meant to cover (more show up if they were run).
+const SCALE_INSTANCES: [u32; 3] = [1, 2, 4];
+/// Most server CPU per 1,000 messages at 4 instances, as a multiple of the figure at 1.
+const SCALE_BOUND: f64 = 1.2;
+
+/// The dm result tagged `scale-<n>` of `side`.
+fn scale_run<'a>(r: &'a Results, side: &str, n: u32) -> Option<&'a Value> {
+    r.tagged("dm", side, &format!("scale-{n}"))
+}
+
+/// Instance counts to show: the intended ones and any other that was run, in order.
+fn scale_counts(r: &Results) -> Vec<u32> {
+    let mut ns: Vec<u32> = SCALE_INSTANCES.to_vec();
+    for (scenario, _, tag) in r.by_key.keys() {
+        if let Some(n) = tag.strip_prefix("scale-").and_then(|n| n.parse().ok())
+            && scenario == "dm"
+            && !ns.contains(&n)
+        {
+            ns.push(n);
+        }
+    }
+    ns.sort_unstable();
+    ns
+}
+
+/// Server CPU per 1,000 messages of `side` at 1 and at 4 instances, and their ratio.
+fn scale_ratio(r: &Results, side: &str) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let one = num(scale_run(r, side, 1), &["cpu_secs_per_1k"]).filter(|c| *c > 0.0);
+    let four = num(scale_run(r, side, 4), &["cpu_secs_per_1k"]);
+    let ratio = one.zip(four).map(|(o, f)| f / o);
+    (one, four, ratio)
+}
+
+/// The table of the scale runs: one row per side and instance count.
+fn scale_section(md: &mut String, r: &Results, a: &Args, plots: &[(String, String)]) {
+    let ns = scale_counts(r);
+    let first = [OURS, BASE]
+        .iter()
+        .flat_map(|side| ns.iter().filter_map(move |&n| scale_run(r, side, n)))
+        .next();
+    let _ = writeln!(md, "## Scale: the same DM load on 1, 2 and 4 instances\n");
+    let Some(first) = first else {
+        let _ = writeln!(md, "Not run.\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "{} msg/s for {} s, {} users, on N instances of one side at a time (nothing else of the benchmark running); \
+         user *i* sends to user *i+1*, which is on the next instance when N > 1.\n",
+        fmt(num(Some(first), &["params", "rate"]), 0),
+        fmt(num(Some(first), &["params", "duration"]), 0),
+        fmt(num(Some(first), &["params", "senders"]), 0)
+    );
+    md.push_str(
+        "| side | instances | server CPU s per 1,000 messages | ÷ 1 instance | delivery p99 (ms) | sent / lost / duplicated | PostgreSQL CPU s per 1,000 messages | Redis CPU s per 1,000 messages | servers + PostgreSQL + Redis CPU s per 1,000 messages |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (side, name) in [(OURS, "Nexus Chat"), (BASE, "Node baseline")] {
+        let one = num(scale_run(r, side, 1), &["cpu_secs_per_1k"]).filter(|c| *c > 0.0);
+        for &n in &ns {
+            let Some(v) = scale_run(r, side, n) else {
+                let _ = writeln!(md, "| {name} | {n} | not run | — | — | — | — | — | — |");
+                continue;
+            };
+            let cpu = num(Some(v), &["cpu_secs_per_1k"]);
+            let _ = writeln!(
+                md,
+                "| {name} | {n} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(cpu, 3),
+                one.zip(cpu)
+                    .map_or("—".into(), |(o, c)| format!("{:.2}×", c / o)),
+                fmt(num(Some(v), &["delivery_ms", "p99"]), 2),
+                counts(Some(v), &["sent", "lost", "duplicated"]),
+                fmt(num(Some(v), &["postgres", "cpu_secs_per_1k"]), 3),
+                fmt(num(Some(v), &["redis", "cpu_secs_per_1k"]), 3),
+                fmt(machine_cpu_per_1k(Some(v)), 3)
+            );
+        }
+    }
+    md.push('\n');
+    if let Some((file, title)) = plots.iter().find(|(f, _)| f == SCALE_PLOT) {
+        let _ = writeln!(
+            md,
+            "Plot: [{title}]({}/{file}).\n",
+            a.plots_link.trim_end_matches('/')
+        );
+    }
+}
+
+/// The target of the efficiency issue: cost per message flat in the number of instances.
+fn scale_target(md: &mut String, r: &Results) {
+    let (one, four, ratio) = scale_ratio(r, OURS);
+    let (_, _, base_ratio) = scale_ratio(r, BASE);
+    let measured = match (one, four) {
+        (Some(o), Some(f)) => format!(
+            "{} s at 4 instances vs {} s at 1 (4 ÷ 1 = {}×; baseline {}×)",
+            fmt(Some(f), 3),
+            fmt(Some(o), 3),
+            fmt(ratio, 2),
+            fmt(base_ratio, 2)
+        ),
+        _ => {
+            let missing: Vec<&str> = [
+                (one.is_none(), "1 instance"),
+                (four.is_none(), "4 instances"),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, s)| *s)
+            .collect();
+            format!("{} not run", missing.join(" and "))
+        }
+    };
+    // The target is stated for the full run's load, 1,000 msg/s.
+    let full_rate = [1, 4].iter().all(|&n| {
+        num(scale_run(r, OURS, n), &["params", "rate"]).is_some_and(|rate| rate >= 1000.0)
+    });
+    let verdict_text = match ratio {
+        None => "not run".to_string(),
+        Some(x) => verdict(Some(x <= SCALE_BOUND && full_rate), || {
+            let mut why = Vec::new();
+            if x > SCALE_BOUND {
+                why.push(format!(
+                    "{x:.2}× instead of ≤ {SCALE_BOUND}× ({:.0}% over the bound)",
+                    (x / SCALE_BOUND - 1.0) * 100.0
+                ));
+            }
+            if !full_rate {
+                why.push("measured at a lower rate (quick run)".to_string());
+            }
+            why.join("; ")
+        }),
+    };
+    let _ = writeln!(
+        md,
+        "| cost flat in the number of instances: server CPU per 1,000 msgs at 4 instances ≤ {SCALE_BOUND}× at 1 | {measured} | {verdict_text} |"
+    );
+}
+
+/// File name of the scale plot.
+const SCALE_PLOT: &str = "scale-cpu.svg";
+
+/// CPU per 1,000 messages against the instance count, of one side (`total`: servers +
+/// PostgreSQL + Redis instead of the servers alone).
+fn scale_series(
+    r: &Results,
+    side: &str,
+    total: bool,
+    name: &str,
+    color: &'static str,
+) -> Option<Series> {
+    let points: Vec<(f64, f64)> = scale_counts(r)
+        .into_iter()
+        .filter_map(|n| {
+            let v = scale_run(r, side, n);
+            let y = if total {
+                machine_cpu_per_1k(v)
+            } else {
+                num(v, &["cpu_secs_per_1k"])
+            };
+            Some((f64::from(n), y?))
+        })
+        .collect();
+    (!points.is_empty()).then(|| Series {
+        name: name.into(),
+        color,
+        dashed: total,
+        hollow: vec![],
+        points,
+    })
 }
 
 /// Builds one side's series from its result: (result, legend name, colour).
@@ -1267,6 +1481,46 @@ fn write_plots(r: &Results, a: &Args) -> anyhow::Result<Vec<(String, String)>> {
             h_lines: vec![(bound, format!("{bound} ms bound"))],
         },
     )?;
+    let mut scale: Vec<Series> = [
+        (OURS, false, "Nexus: servers", OURS_COLOR),
+        (BASE, false, "Node: servers", BASE_COLOR),
+        (
+            OURS,
+            true,
+            "Nexus: servers + PostgreSQL + Redis",
+            OURS_COLOR,
+        ),
+        (BASE, true, "Node: servers + PostgreSQL + Redis", BASE_COLOR),
+    ]
+    .iter()
+    .filter_map(|&(side, total, name, color)| scale_series(r, side, total, name, color))
+    .collect();
+    // The bound, across the instance counts the target covers (also when fewer were run).
+    if let (Some(one), false) = (scale_ratio(r, OURS).0, scale.is_empty()) {
+        let top = scale_counts(r).last().copied().unwrap_or(4);
+        scale.push(Series {
+            name: format!("target: {SCALE_BOUND}× Nexus servers at 1 instance"),
+            color: "#888",
+            dashed: true,
+            points: vec![
+                (1.0, one * SCALE_BOUND),
+                (f64::from(top), one * SCALE_BOUND),
+            ],
+            hollow: vec![true, true],
+        });
+    }
+    save(
+        SCALE_PLOT,
+        Plot {
+            title: "DM CPU per 1,000 messages vs instances (same load)".into(),
+            x_label: "instances of the side".into(),
+            y_label: "CPU s per 1,000 messages".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: scale,
+            h_lines: vec![],
+        },
+    )?;
     save(
         "history-cdf.svg",
         Plot {
@@ -1297,14 +1551,25 @@ The generator (`bench/`, crate `nexus-bench`) speaks Engine.IO v4 / Socket.IO v5
   at a fixed total rate. Each content carries its intended send time, so a stalled generator or
   server shows as latency (no coordinated omission). *Delivery* = `message:new` arriving at the
   receiver's socket; *ack* = the `message:send` ack at the sender. *Lost* = not delivered within
-  the drain period (5 s) after the last send. CPU = utime+stime of the server processes (PostgreSQL
-  and Redis not included) over the measured period, divided by the acked messages.
+  the drain period (5 s) after the last send. Server CPU = utime+stime of the server processes
+  over the measured period, divided by the acked messages. PostgreSQL's CPU is that of the
+  backends connected to the side's database (as for rooms, below); Redis's is the change of
+  `used_cpu_sys + used_cpu_user` in `INFO cpu` over the measured period. Redis is one server
+  shared by both sides (under separate key prefixes), so its figure is the whole server's: the
+  sides run one after another, which makes it the measured side's, plus the other side's idle
+  instances' background traffic and anything else using that Redis meanwhile. The three added up
+  are the machine's cost per message except for the load generator.
 - **ramp** — the dm scenario in steps (×1.5 each, same sockets); a step passes when p99 delivery ≤
   the bound, nothing is lost and no ack is an error. A failed step is run once more before it
   counts (the machine is shared); when the very first step fails, the rate is halved until one
   passes. After the first failure, two more steps bisect (geometrically) between the last rate
   that passed and the lowest that failed, so the result is within ~11%, not one ×1.5 step. The
   maximum sustainable rate is the highest passing step.
+- **scale** — the dm load (same rate, users and databases) on 1, 2 and 4 fresh instances of one
+  side at a time, with every other server of the benchmark stopped; user *i* sends to user *i+1*
+  on the next instance, so with 1 instance nothing crosses instances and with 4 every message
+  does. The target compares server CPU per 1,000 messages at 4 instances with 1; here the
+  Redis figure has no other side's traffic in it.
 - **storm** — N distinct users connect evenly within T seconds; every connect broadcasts
   `user:online` to everyone already online (≈N²/2 frames). Settled = every connect done and no
   presence event for 1 s; CPU is counted from the first connect to that moment.
@@ -1364,5 +1629,159 @@ mod tests {
         assert_eq!(advantage(Some(2.0), Some(8.0), true), Some(4.0));
         assert_eq!(advantage(Some(8.0), Some(2.0), false), Some(4.0));
         assert_eq!(advantage(None, Some(2.0), false), None);
+    }
+
+    fn results(lines: &[Value]) -> Results {
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        parse(&text.join("\n")).unwrap()
+    }
+
+    fn dm(side: &str, tag: Option<&str>, cpu_per_1k: f64) -> Value {
+        serde_json::json!({
+            "scenario": "dm", "side": side, "tag": tag,
+            "params": { "rate": 1000.0, "duration": 10.0, "senders": 300 },
+            "sent": 10000, "acked": 10000, "delivered": 10000, "lost": 0, "duplicated": 0,
+            "delivery_ms": { "p99": 4.5 },
+            "cpu_secs_per_1k": cpu_per_1k,
+            "postgres": { "cpu_secs": 2.0, "cpu_secs_per_1k": 0.2 },
+            "redis": { "cpu_secs": 0.5, "cpu_secs_per_1k": 0.05 },
+        })
+    }
+
+    fn args(dir: &std::path::Path) -> Args {
+        Args {
+            results: dir.join("results.jsonl"),
+            out: dir.join("benchmarks.md"),
+            plots_dir: dir.to_path_buf(),
+            plots_link: "plots/".into(),
+            command: "bench/run.sh".into(),
+            env_note: String::new(),
+            note: vec![],
+        }
+    }
+
+    fn scale_target_line(r: &Results) -> String {
+        let mut md = String::new();
+        scale_target(&mut md, r);
+        md
+    }
+
+    #[test]
+    fn scale_target_compares_four_instances_with_one() {
+        let met = results(&[
+            dm(OURS, Some("scale-1"), 0.5),
+            dm(OURS, Some("scale-4"), 0.55),
+            dm(BASE, Some("scale-1"), 1.0),
+            dm(BASE, Some("scale-4"), 2.0),
+        ]);
+        let line = scale_target_line(&met);
+        assert!(
+            line.contains("0.550 s at 4 instances vs 0.500 s at 1 (4 ÷ 1 = 1.10×; baseline 2.00×)"),
+            "{line}"
+        );
+        assert!(line.ends_with("| **met** |\n"), "{line}");
+
+        let missed = results(&[
+            dm(OURS, Some("scale-1"), 0.5),
+            dm(OURS, Some("scale-4"), 0.75),
+        ]);
+        let line = scale_target_line(&missed);
+        assert!(
+            line.contains("**missed** — 1.50× instead of ≤ 1.2× (25% over the bound)"),
+            "{line}"
+        );
+        assert!(line.contains("baseline —×"), "{line}");
+
+        let mut slow = [
+            dm(OURS, Some("scale-1"), 0.5),
+            dm(OURS, Some("scale-4"), 0.55),
+        ];
+        for v in &mut slow {
+            v["params"]["rate"] = serde_json::json!(200.0);
+        }
+        let line = scale_target_line(&results(&slow));
+        assert!(
+            line.contains("| **missed** — measured at a lower rate (quick run) |"),
+            "{line}"
+        );
+
+        // A quick run stops at 2 instances: nothing to compare, and no panic.
+        let quick = results(&[
+            dm(OURS, Some("scale-1"), 0.5),
+            dm(OURS, Some("scale-2"), 0.6),
+        ]);
+        let line = scale_target_line(&quick);
+        assert!(line.contains("| 4 instances not run | not run |"), "{line}");
+        assert!(
+            scale_target_line(&results(&[]))
+                .contains("| 1 instance and 4 instances not run | not run |")
+        );
+    }
+
+    #[test]
+    fn dm_rows_show_postgres_redis_and_the_whole_machine() {
+        let dir = std::env::temp_dir().join(format!("nexus-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = results(&[
+            dm(OURS, None, 0.4),
+            dm(BASE, None, 1.2),
+            dm(OURS, Some("scale-1"), 0.4),
+            dm(OURS, Some("scale-2"), 0.44),
+            dm(BASE, Some("scale-1"), 1.0),
+        ]);
+        let a = args(&dir);
+        let plots = write_plots(&r, &a).unwrap();
+        assert!(plots.iter().any(|(f, _)| f == SCALE_PLOT));
+        let svg = std::fs::read_to_string(dir.join(SCALE_PLOT)).unwrap();
+        assert!(svg.contains("Nexus: servers + PostgreSQL + Redis") && !svg.contains("NaN"));
+        // The bound spans 1 to 4 instances although only 1 and 2 were run.
+        assert!(
+            svg.contains("target: 1.2× Nexus servers at 1 instance") && svg.contains(">4</text>")
+        );
+        let md = markdown(&r, &a, &plots);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            md.contains("| PostgreSQL CPU s per 1,000 messages | 0.200 | 0.200 | 1.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Redis CPU s per 1,000 messages | 0.050 | 0.050 | 1.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| servers + PostgreSQL + Redis CPU s per 1,000 messages | 0.650 | 1.450 | 2.23× |"
+            ),
+            "{md}"
+        );
+        // Scale table: measured rows, the ratio to one instance, and what was not run.
+        assert!(
+            md.contains(
+                "| Nexus Chat | 2 | 0.440 | 1.10× | 4.50 | 10,000 / 0 / 0 | 0.200 | 0.050 | 0.690 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| Nexus Chat | 4 | not run |"), "{md}");
+        assert!(md.contains("| Node baseline | 2 | not run |"), "{md}");
+        assert!(
+            md.contains(
+                "Plot: [DM CPU per 1,000 messages vs instances (same load)](plots/scale-cpu.svg)"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_report_without_scale_runs_says_so() {
+        let r = results(&[dm(OURS, None, 0.4)]);
+        let dir = std::env::temp_dir();
+        let md = markdown(&r, &args(&dir), &[]);
+        assert!(md.contains("## Scale: the same DM load on 1, 2 and 4 instances\n\nNot run."));
+        assert!(md.contains("| cost flat in the number of instances"));
+        // Without PostgreSQL or Redis figures the whole-machine row has no number.
+        let bare = results(&[
+            serde_json::json!({"scenario": "dm", "side": "nexus", "cpu_secs_per_1k": 0.4}),
+        ]);
+        assert_eq!(machine_cpu_per_1k(bare.get("dm", OURS)), None);
     }
 }

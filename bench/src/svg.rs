@@ -7,7 +7,6 @@ use std::fmt::Write;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
     /// Linear.
-    #[allow(dead_code, reason = "no current plot is linear; the tick tests use it")]
     Linear,
     /// Base-10 logarithm (values must be > 0).
     Log,

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::load::{Ledger, WARMUP, cpu_per_thousand, open_loop, stamp_slot};
 use crate::{
     context::{Common, ConnectStats, Ctx, connect_many},
+    pgstat, redisstat,
     sio::{self, Packet, Ws},
     stats,
 };
@@ -40,6 +41,13 @@ pub struct DmArgs {
     /// Seconds sent at the same rate before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// The side's database, to report PostgreSQL's CPU and writes (optional).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The Redis the side uses, to report Redis's CPU over the measured period (optional; the
+    /// whole Redis server is counted, so nothing else should be using it meanwhile).
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// Options of `ramp`.
@@ -346,18 +354,31 @@ impl Fleet {
 /// Runs `dm`.
 pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(&a.common)?;
+    for url in a.database_url.iter().chain(&a.redis_url) {
+        redisstat::check_loopback_url(url)?;
+    }
     let capacity = (a.rate * (a.duration + a.warmup) * 1.05) as usize + 1000;
     let fleet = start_fleet(&ctx, &a.shape, capacity, 1).await?;
     ctx.wait_for_quiet_servers().await;
     fleet.offer(a.rate, a.warmup, WARMUP).await;
+    let pg_before = a.database_url.as_deref().and_then(pgstat::sample);
+    let redis_before = a.redis_url.as_deref().and_then(redisstat::cpu_secs);
     let before = ctx.sample();
     let started = sio::now_us();
     let (from, to) = fleet.offer(a.rate, a.duration, 0).await;
     fleet.drain(a.shape.drain).await;
     let after = ctx.sample();
+    let redis_after = a.redis_url.as_deref().and_then(redisstat::cpu_secs);
     let mut r = fleet.phase_result(0, from, to, started);
     let acked = r["acked"].as_u64().unwrap_or(0);
     let cpu = after.cpu_secs - before.cpu_secs;
+    let pg = match (&a.database_url, &pg_before) {
+        (Some(url), Some(b)) => pgstat::delta(url, b).await,
+        _ => None,
+    };
+    let redis_cpu = redis_before
+        .zip(redis_after)
+        .map(|(start, end)| (end - start).max(0.0));
     let lost_all = fleet.tracker.ledger.lost_in(0, to);
     let obj = r.as_object_mut().expect("object");
     obj.insert(
@@ -375,11 +396,23 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
     obj.insert("lost_including_warmup".into(), json!(lost_all));
     obj.insert("connect".into(), fleet.connect.to_json());
     obj.insert("rss_after_bytes".into(), json!(after.rss_bytes));
+    if let Some(mut pg) = pg {
+        let per_1k = cpu_per_thousand(pg["cpu_secs"].as_f64().unwrap_or(0.0), acked);
+        pg["cpu_secs_per_1k"] = json!(per_1k);
+        obj.insert("postgres".into(), pg);
+    }
+    if let Some(c) = redis_cpu {
+        obj.insert(
+            "redis".into(),
+            json!({ "cpu_secs": c, "cpu_secs_per_1k": cpu_per_thousand(c, acked) }),
+        );
+    }
     eprintln!(
-        "[{}] dm {} msg/s x {} s: sent {} acked {} delivered {} lost {} dup {}; delivery p50 {} p99 {} p99.9 {} max {} ms; ack p99 {} ms; CPU {:.3} s/1k msgs",
+        "[{}] dm {} msg/s x {} s on {} instances: sent {} acked {} delivered {} lost {} dup {}; delivery p50 {} p99 {} p99.9 {} max {} ms; ack p99 {} ms; CPU {:.3} s/1k msgs (PostgreSQL {}, Redis {})",
         ctx.side,
         a.rate,
         a.duration,
+        ctx.endpoints.len(),
         r["sent"],
         r["acked"],
         r["delivered"],
@@ -390,7 +423,9 @@ pub async fn run_dm(a: DmArgs) -> anyhow::Result<()> {
         r["delivery_ms"]["p999"],
         r["delivery_ms"]["max"],
         r["ack_ms"]["p99"],
-        r["cpu_secs_per_1k"].as_f64().unwrap_or(0.0)
+        r["cpu_secs_per_1k"].as_f64().unwrap_or(0.0),
+        r["postgres"]["cpu_secs_per_1k"],
+        r["redis"]["cpu_secs_per_1k"]
     );
     ctx.emit("dm", r)?;
     let _ = fleet.stop.send(true);
