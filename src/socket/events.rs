@@ -51,22 +51,34 @@ pub fn listen<A: Adapter>(s: &SocketRef<A>) {
 }
 
 /// Sends `result` as the ack: the value, or `{"error": {...}}`.
+/// A server-side failure is logged naming the user even at the default log level, where the
+/// per-event `socket` span (debug) is not recorded.
 fn reply<A: Adapter, T: serde::Serialize, E: std::borrow::Borrow<AppError>>(
+    me: &SocketUser,
     ack: AckSender<A>,
     result: Result<T, E>,
     metrics: &Metrics,
 ) {
-    let sent = match result {
-        Ok(value) => ack.send(&value),
+    match result {
+        Ok(value) => send_ack(ack, &value),
         Err(err) => {
             let err = err.borrow();
-            if matches!(err, AppError::Unavailable(_) | AppError::Internal(_)) {
+            let _who = if matches!(err, AppError::Unavailable(_) | AppError::Internal(_)) {
                 inc(&metrics.database_errors);
-            }
-            ack.send(&err.to_ack())
+                tracing::Span::current()
+                    .is_disabled()
+                    .then(|| tracing::info_span!("socket", user = %me.user.id).entered())
+            } else {
+                None
+            };
+            send_ack(ack, &err.to_ack());
         }
-    };
-    if let Err(err) = sent {
+    }
+}
+
+/// Sends an ack (a client that left meanwhile does not get it).
+fn send_ack<A: Adapter>(ack: AckSender<A>, value: &impl serde::Serialize) {
+    if let Err(err) = ack.send(value) {
         tracing::debug!(error = %err, "ack not delivered");
     }
 }
@@ -96,7 +108,7 @@ async fn on_user_init<A: Adapter>(
     }
     .instrument(me.span(&s))
     .await;
-    reply(ack, result, &app.metrics);
+    reply(&me, ack, result, &app.metrics);
 }
 
 async fn on_send<A: Adapter>(
@@ -119,7 +131,7 @@ async fn on_send<A: Adapter>(
         .await;
         let sent = match result {
             Ok(sent) => sent,
-            Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
+            Err(err) => return reply::<A, (), _>(&me, ack, Err(err), metrics),
         };
         let view = ack_stored(ack, &sent.message, metrics, received);
         if !sent.created {
@@ -146,7 +158,7 @@ fn ack_stored<'m, A: Adapter>(
     received: Instant,
 ) -> MessageView<'m> {
     let view = MessageView::from(message);
-    reply::<A, _, AppError>(ack, Ok(&view), metrics);
+    send_ack(ack, &view);
     metrics.ack_after(received.elapsed());
     view
 }
@@ -198,7 +210,7 @@ async fn on_history<A: Adapter>(
     let view = result
         .as_ref()
         .map(|(messages, _)| messages.iter().map(MessageView::from).collect::<Vec<_>>());
-    reply(ack, view, &app.metrics);
+    reply(&me, ack, view, &app.metrics);
 }
 
 async fn on_sync<A: Adapter>(
@@ -217,7 +229,7 @@ async fn on_sync<A: Adapter>(
     let view = result
         .as_ref()
         .map(|(messages, has_more)| MessagePage::new(messages, *has_more));
-    reply(ack, view, &app.metrics);
+    reply(&me, ack, view, &app.metrics);
 }
 
 async fn on_room_create<A: Adapter>(
@@ -299,12 +311,12 @@ async fn answer_room_change<A: Adapter>(
 ) {
     let change = match result {
         Ok(change) => change,
-        Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+        Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
     };
     match &change {
         RoomChange::Updated { room, changed } => {
             let view = RoomView::from(room);
-            reply::<A, _, AppError>(ack, Ok(&view), &app.metrics);
+            reply::<A, _, AppError>(&me, ack, Ok(&view), &app.metrics);
             if *changed {
                 updated(io, app, room, &view).await;
             }
@@ -316,9 +328,9 @@ async fn answer_room_change<A: Adapter>(
         } => {
             match room {
                 Some(room) if *removed != me.user.id => {
-                    reply::<A, _, AppError>(ack, Ok(&RoomView::from(room)), &app.metrics);
+                    reply::<A, _, AppError>(&me, ack, Ok(&RoomView::from(room)), &app.metrics);
                 }
-                _ => reply::<A, _, AppError>(ack, Ok(&json!({ "left": true })), &app.metrics),
+                _ => reply::<A, _, AppError>(&me, ack, Ok(&json!({ "left": true })), &app.metrics),
             }
             let gone = RoomRemovedEvent { room_id: *room_id };
             deliver::to_users(io, app, "room:removed", &gone, &[*removed], None).await;
@@ -359,7 +371,7 @@ async fn on_room_send<A: Adapter>(
         .await;
         let sent = match result {
             Ok(sent) => sent,
-            Err(err) => return reply::<A, (), _>(ack, Err(err), metrics),
+            Err(err) => return reply::<A, (), _>(&me, ack, Err(err), metrics),
         };
         let view = ack_stored(ack, &sent.message, metrics, received);
         let (Some(members), Recipient::Room(room)) = (&sent.members, sent.message.to) else {
@@ -404,7 +416,7 @@ async fn on_room_history<A: Adapter>(
     let view = result
         .as_ref()
         .map(|(messages, _)| messages.iter().map(MessageView::from).collect::<Vec<_>>());
-    reply(ack, view, &app.metrics);
+    reply(&me, ack, view, &app.metrics);
 }
 
 /// The peer or the room of a read-state or typing event, as its two optional fields.
@@ -433,9 +445,9 @@ async fn on_read<A: Adapter>(
         .await;
         let (request, read) = match result {
             Ok(done) => done,
-            Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+            Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
         };
-        reply::<A, _, AppError>(ack, Ok(&json!({ "upTo": read.up_to })), &app.metrics);
+        reply::<A, _, AppError>(&me, ack, Ok(&json!({ "upTo": read.up_to })), &app.metrics);
         if !read.moved {
             return;
         }
@@ -480,10 +492,10 @@ async fn on_typing<A: Adapter>(
         .await;
         let (request, audience) = match result {
             Ok(done) => done,
-            Err(err) => return reply::<A, (), _>(ack, Err(err), &app.metrics),
+            Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
         };
         me.set_typing(request.of, request.typing);
-        reply::<A, _, AppError>(ack, Ok(&json!({})), &app.metrics);
+        reply::<A, _, AppError>(&me, ack, Ok(&json!({})), &app.metrics);
         announce_typing(&io, &app, &me, request, &audience).await;
     }
     .instrument(span)
