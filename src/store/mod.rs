@@ -162,6 +162,33 @@ mod classification {
 type Result<T> = std::result::Result<T, StoreError>;
 type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
+/// A pooled connection kept across calls (see [`Store::insert_messages_held`]).
+pub struct HeldConnection(Held);
+
+enum Held {
+    Pg(bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>),
+    Sqlite(bb8::PooledConnection<'static, AsyncDieselConnectionManager<SqliteConn>>),
+}
+
+/// What the insert statement's rows mean for each message of the batch.
+fn written(rows: Vec<Inserted>) -> Vec<Result<Written>> {
+    rows.into_iter()
+        .map(|outcome| match outcome {
+            Inserted::New(row, room_version) => Ok(Written {
+                message: row.into(),
+                created: true,
+                room_version,
+            }),
+            Inserted::Existing(row) => Ok(Written {
+                message: row.into(),
+                created: false,
+                room_version: None,
+            }),
+            Inserted::Refused => Err(StoreError::Refused(Refusal::NotFound)),
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 enum Backend {
     Pg(Pool<AsyncPgConnection>),
@@ -379,22 +406,53 @@ impl Store {
     /// sender is not a member is refused alone).
     pub async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Written>>> {
         let rows = with_conn!(self, |conn, q| q::insert_messages(conn, batch))?;
-        Ok(rows
-            .into_iter()
-            .map(|outcome| match outcome {
-                Inserted::New(row, room_version) => Ok(Written {
-                    message: row.into(),
-                    created: true,
-                    room_version,
-                }),
-                Inserted::Existing(row) => Ok(Written {
-                    message: row.into(),
-                    created: false,
-                    room_version: None,
-                }),
-                Inserted::Refused => Err(StoreError::Refused(Refusal::NotFound)),
-            })
-            .collect())
+        Ok(written(rows))
+    }
+
+    /// Stores `batch` as [`Store::insert_messages`] does, on `held`: the connection the caller
+    /// keeps between batches (checked out of the pool, and so verified, only when `held` is
+    /// empty). A batch that fails or times out gives the connection back, so the next one is
+    /// checked out and verified afresh.
+    pub async fn insert_messages_held(
+        &self,
+        held: &mut Option<HeldConnection>,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<Written>>> {
+        let work = async {
+            let conn = match held {
+                Some(conn) => conn,
+                None => held.insert(self.hold().await?),
+            };
+            match &mut conn.0 {
+                Held::Pg(conn) => pg::insert_messages(conn, batch).await,
+                Held::Sqlite(conn) => sqlite::insert_messages(conn, batch).await,
+            }
+            .map_err(StoreError::from)
+        };
+        let outcome = tokio::time::timeout(self.timeout, work).await;
+        match outcome {
+            Ok(Ok(rows)) => Ok(written(rows)),
+            Ok(Err(err)) => {
+                *held = None;
+                Err(err)
+            }
+            Err(_) => {
+                *held = None;
+                Err(StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Checks a connection out of the pool (verified by a round trip) to keep.
+    async fn hold(&self) -> Result<HeldConnection> {
+        let unavailable = |e: bb8::RunError<_>| StoreError::Unavailable(e.to_string());
+        Ok(HeldConnection(match &self.backend {
+            Backend::Pg(pool) => Held::Pg(pool.get_owned().await.map_err(unavailable)?),
+            Backend::Sqlite(pool) => Held::Sqlite(pool.get_owned().await.map_err(unavailable)?),
+        }))
     }
 
     /// Up to `limit` messages of `conversation` older than `before_seq` (or the latest), oldest

@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{NewMessage, Store, StoreError, Written};
+use super::{HeldConnection, NewMessage, Store, StoreError, Written};
 use crate::metrics::Metrics;
 
 /// Largest number of messages in one transaction.
@@ -34,6 +34,8 @@ const LINGER_MIN_RATE: f64 = 1000.0;
 /// How long a small batch may wait for more messages, and what counts as small.
 const LINGER: Duration = Duration::from_millis(1);
 const LINGER_BATCH: usize = 32;
+/// How long the writer keeps its connection without work before giving it back to the pool.
+const HOLD_IDLE: Duration = Duration::from_secs(1);
 /// The window over which the arrival rate is measured.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 
@@ -122,7 +124,26 @@ impl MessageWriter {
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut arrivals = ArrivalRate::new();
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // The connection kept between commits while messages keep coming: checking one out of the
+    // pool verifies it with a round trip (`SELECT 1`), which at one commit per message doubled
+    // the database's transactions. After `HOLD_IDLE` without work it goes back to the pool.
+    let mut held: Option<HeldConnection> = None;
+    loop {
+        let received = match held {
+            Some(_) => {
+                match tokio::time::timeout(HOLD_IDLE, rx.recv_many(&mut jobs, MAX_BATCH)).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        held = None;
+                        rx.recv_many(&mut jobs, MAX_BATCH).await
+                    }
+                }
+            }
+            None => rx.recv_many(&mut jobs, MAX_BATCH).await,
+        };
+        if received == 0 {
+            break;
+        }
         if arrivals.busy() && jobs.len() < LINGER_BATCH {
             let deadline = Instant::now() + LINGER;
             while jobs.len() < LINGER_BATCH {
@@ -135,7 +156,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
         }
         arrivals.record(jobs.len());
         let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
-        if let Some(StoreError::Unavailable(why)) = commit(&store, batch, &metrics).await {
+        if let Some(StoreError::Unavailable(why)) = commit(&store, &mut held, batch, &metrics).await
+        {
             // The database just timed out or dropped us: answer everyone who queued up
             // meanwhile at once, rather than making each wait for a timeout of its own.
             while let Ok(job) = rx.try_recv() {
@@ -148,12 +170,21 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
 /// Commits `jobs` as one transaction and answers each; returns the error if the batch failed.
 /// A batch refused for its content (not for the database being down) is retried message by
 /// message, so one bad message fails alone. The messages move into the batch (no copy).
-async fn commit(store: &Store, jobs: Vec<Job>, metrics: &Metrics) -> Option<StoreError> {
+async fn commit(
+    store: &Store,
+    held: &mut Option<HeldConnection>,
+    jobs: Vec<Job>,
+    metrics: &Metrics,
+) -> Option<StoreError> {
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     metrics.commit_batch.observe(batch.len() as f64);
     let span = tracing::debug_span!("group_commit", size = batch.len());
-    match store.insert_messages(&batch).instrument(span).await {
+    match store
+        .insert_messages_held(held, &batch)
+        .instrument(span)
+        .await
+    {
         Ok(results) => {
             let created = results
                 .iter()
@@ -168,7 +199,7 @@ async fn commit(store: &Store, jobs: Vec<Job>, metrics: &Metrics) -> Option<Stor
         Err(StoreError::Internal(why)) if batch.len() > 1 => {
             tracing::warn!(error = %why, size = batch.len(), "group commit refused; retrying one by one");
             for (message, reply) in batch.into_iter().zip(replies) {
-                Box::pin(commit(store, vec![Job { message, reply }], metrics)).await;
+                Box::pin(commit(store, held, vec![Job { message, reply }], metrics)).await;
             }
             None
         }
