@@ -311,12 +311,12 @@ async fn answer_room_change<A: Adapter>(
 ) {
     let change = match result {
         Ok(change) => change,
-        Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
+        Err(err) => return reply::<A, (), _>(me, ack, Err(err), &app.metrics),
     };
     match &change {
         RoomChange::Updated { room, changed } => {
             let view = RoomView::from(room);
-            reply::<A, _, AppError>(&me, ack, Ok(&view), &app.metrics);
+            reply::<A, _, AppError>(me, ack, Ok(&view), &app.metrics);
             if *changed {
                 updated(io, app, room, &view).await;
             }
@@ -328,9 +328,9 @@ async fn answer_room_change<A: Adapter>(
         } => {
             match room {
                 Some(room) if *removed != me.user.id => {
-                    reply::<A, _, AppError>(&me, ack, Ok(&RoomView::from(room)), &app.metrics);
+                    reply::<A, _, AppError>(me, ack, Ok(&RoomView::from(room)), &app.metrics);
                 }
-                _ => reply::<A, _, AppError>(&me, ack, Ok(&json!({ "left": true })), &app.metrics),
+                _ => reply::<A, _, AppError>(me, ack, Ok(&json!({ "left": true })), &app.metrics),
             }
             let gone = RoomRemovedEvent { room_id: *room_id };
             deliver::to_users(io, app, "room:removed", &gone, &[*removed], None).await;

@@ -15,7 +15,10 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Cursor, CursorMove, Result, Store, StoreError, pg, sqlite};
+use super::{
+    Backend, Cursor, CursorMove, Held, HeldConnection, Result, Store, StoreError, pg, recv_holding,
+    sqlite,
+};
 use crate::metrics::Metrics;
 
 /// How long a batch waits for more calls before it is written.
@@ -39,6 +42,15 @@ impl Store {
     /// it where it was), or `None` when `up_to` is not a message of that conversation.
     pub async fn move_read_cursors(&self, moves: &[CursorMove]) -> Result<Vec<Option<Cursor>>> {
         with_conn!(self, |conn, q| q::move_read_cursors(conn, moves))
+    }
+
+    /// [`Store::move_read_cursors`] on a connection kept between batches (see `with_held!`).
+    async fn move_read_cursors_held(
+        &self,
+        held: &mut Option<HeldConnection>,
+        moves: &[CursorMove],
+    ) -> Result<Vec<Option<Cursor>>> {
+        with_held!(self, held, |conn, q| q::move_read_cursors(conn, moves))
     }
 }
 
@@ -82,7 +94,9 @@ impl CursorWriter {
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs = Vec::with_capacity(64);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // Kept between batches while marks keep coming, as the message writer does.
+    let mut held = None;
+    while recv_holding(&mut rx, &mut jobs, MAX_BATCH, &mut held).await > 0 {
         let deadline = tokio::time::Instant::now() + LINGER;
         while jobs.len() < MAX_BATCH {
             let room = MAX_BATCH - jobs.len();
@@ -95,7 +109,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
             jobs.drain(..).map(|j| (j.change, j.reply)).unzip();
         metrics.cursor_batches.fetch_add(1, Relaxed);
         metrics.cursor_moves.fetch_add(moves.len() as u64, Relaxed);
-        match store.move_read_cursors(&moves).await {
+        match store.move_read_cursors_held(&mut held, &moves).await {
             Ok(cursors) => {
                 for (reply, cursor) in replies.into_iter().zip(cursors) {
                     let _ = reply.send(Ok(cursor));

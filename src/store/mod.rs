@@ -165,6 +165,8 @@ type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// A pooled connection kept across calls (see [`Store::insert_messages_held`]).
 pub struct HeldConnection(Held);
 
+// One per writer task, kept for long: boxing the larger variant would buy nothing.
+#[expect(clippy::large_enum_variant)]
 enum Held {
     Pg(bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>),
     Sqlite(bb8::PooledConnection<'static, AsyncDieselConnectionManager<SqliteConn>>),
@@ -238,6 +240,64 @@ macro_rules! with_conn {
         }
     }};
 }
+
+/// Runs `$body` like [`with_conn!`], on the connection the caller keeps in `$held` (an
+/// `&mut Option<HeldConnection>`), checked out of the pool, and so verified, only when `$held` is
+/// empty. A call that fails or times out gives the connection back, so the next one is checked
+/// out and verified afresh.
+macro_rules! with_held {
+    ($self:expr, $held:expr, |$conn:ident, $q:ident| $body:expr) => {{
+        let held: &mut Option<HeldConnection> = $held;
+        let work = async {
+            let kept = match held {
+                Some(kept) => kept,
+                None => held.insert($self.hold().await?),
+            };
+            match &mut kept.0 {
+                Held::Pg($conn) => {
+                    use pg as $q;
+                    $body.await
+                }
+                Held::Sqlite($conn) => {
+                    use sqlite as $q;
+                    $body.await
+                }
+            }
+            .map_err(StoreError::from)
+        };
+        let outcome = tokio::time::timeout($self.timeout, work).await;
+        let result = outcome.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                $self.timeout.as_millis()
+            )))
+        });
+        if result.is_err() {
+            *held = None;
+        }
+        result
+    }};
+}
+
+/// Waits for up to `max` jobs like `recv_many`; a connection kept in `held` goes back to the pool
+/// once `HOLD_IDLE` passes without any. 0 when the channel has closed.
+pub(crate) async fn recv_holding<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<T>,
+    jobs: &mut Vec<T>,
+    max: usize,
+    held: &mut Option<HeldConnection>,
+) -> usize {
+    if held.is_some() {
+        match tokio::time::timeout(HOLD_IDLE, rx.recv_many(jobs, max)).await {
+            Ok(n) => return n,
+            Err(_) => *held = None,
+        }
+    }
+    rx.recv_many(jobs, max).await
+}
+
+/// How long a writer keeps its connection without work before giving it back to the pool.
+const HOLD_IDLE: Duration = Duration::from_secs(1);
 
 // After `with_conn!`, which it uses.
 mod access;
@@ -409,45 +469,18 @@ impl Store {
         Ok(written(rows))
     }
 
-    /// Stores `batch` as [`Store::insert_messages`] does, on `held`: the connection the caller
-    /// keeps between batches (checked out of the pool, and so verified, only when `held` is
-    /// empty). A batch that fails or times out gives the connection back, so the next one is
-    /// checked out and verified afresh.
+    /// Stores `batch` as [`Store::insert_messages`] does, on the connection `held` (see
+    /// [`with_held!`]).
     pub async fn insert_messages_held(
         &self,
         held: &mut Option<HeldConnection>,
         batch: &[NewMessage],
     ) -> Result<Vec<Result<Written>>> {
-        let work = async {
-            let conn = match held {
-                Some(conn) => conn,
-                None => held.insert(self.hold().await?),
-            };
-            match &mut conn.0 {
-                Held::Pg(conn) => pg::insert_messages(conn, batch).await,
-                Held::Sqlite(conn) => sqlite::insert_messages(conn, batch).await,
-            }
-            .map_err(StoreError::from)
-        };
-        let outcome = tokio::time::timeout(self.timeout, work).await;
-        match outcome {
-            Ok(Ok(rows)) => Ok(written(rows)),
-            Ok(Err(err)) => {
-                *held = None;
-                Err(err)
-            }
-            Err(_) => {
-                *held = None;
-                Err(StoreError::Unavailable(format!(
-                    "no answer within {} ms",
-                    self.timeout.as_millis()
-                )))
-            }
-        }
+        with_held!(self, held, |conn, q| q::insert_messages(conn, batch)).map(written)
     }
 
     /// Checks a connection out of the pool (verified by a round trip) to keep.
-    async fn hold(&self) -> Result<HeldConnection> {
+    pub(crate) async fn hold(&self) -> Result<HeldConnection> {
         let unavailable = |e: bb8::RunError<_>| StoreError::Unavailable(e.to_string());
         Ok(HeldConnection(match &self.backend {
             Backend::Pg(pool) => Held::Pg(pool.get_owned().await.map_err(unavailable)?),

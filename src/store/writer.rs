@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{HeldConnection, NewMessage, Store, StoreError, Written};
+use super::{HeldConnection, NewMessage, Store, StoreError, Written, recv_holding};
 use crate::metrics::Metrics;
 
 /// Largest number of messages in one transaction.
@@ -34,8 +34,6 @@ const LINGER_MIN_RATE: f64 = 1000.0;
 /// How long a small batch may wait for more messages, and what counts as small.
 const LINGER: Duration = Duration::from_millis(1);
 const LINGER_BATCH: usize = 32;
-/// How long the writer keeps its connection without work before giving it back to the pool.
-const HOLD_IDLE: Duration = Duration::from_secs(1);
 /// The window over which the arrival rate is measured.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 
@@ -126,24 +124,9 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut arrivals = ArrivalRate::new();
     // The connection kept between commits while messages keep coming: checking one out of the
     // pool verifies it with a round trip (`SELECT 1`), which at one commit per message doubled
-    // the database's transactions. After `HOLD_IDLE` without work it goes back to the pool.
+    // the database's transactions. After a second without work it goes back to the pool.
     let mut held: Option<HeldConnection> = None;
-    loop {
-        let received = match held {
-            Some(_) => {
-                match tokio::time::timeout(HOLD_IDLE, rx.recv_many(&mut jobs, MAX_BATCH)).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        held = None;
-                        rx.recv_many(&mut jobs, MAX_BATCH).await
-                    }
-                }
-            }
-            None => rx.recv_many(&mut jobs, MAX_BATCH).await,
-        };
-        if received == 0 {
-            break;
-        }
+    while recv_holding(&mut rx, &mut jobs, MAX_BATCH, &mut held).await > 0 {
         if arrivals.busy() && jobs.len() < LINGER_BATCH {
             let deadline = Instant::now() + LINGER;
             while jobs.len() < LINGER_BATCH {
