@@ -29,9 +29,8 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer; past this, senders wait (back-pressure) instead of piling up memory.
 const QUEUE_DEPTH: usize = 8192;
-/// Arrival rate (messages per second on this instance) from which small batches linger: at
-/// 1,000, a load spread over several instances committed one message at a time (DECISIONS.md).
-const LINGER_MIN_RATE: f64 = 200.0;
+/// Arrival rate (messages per second on this instance) from which small batches linger.
+const LINGER_MIN_RATE: f64 = 1000.0;
 /// How long a small batch may wait for more messages, and what counts as small.
 const LINGER: Duration = Duration::from_millis(1);
 const LINGER_BATCH: usize = 32;
@@ -206,14 +205,14 @@ mod tests {
         let mut arrivals = ArrivalRate::new();
         assert!(!arrivals.busy(), "a new writer commits at once");
 
-        // 10 messages in a 100 ms window: 100/s, below the rate.
-        tokio::time::advance(RATE_WINDOW).await;
-        arrivals.record(10);
-        assert!(!arrivals.busy());
-
-        // 50 in the next window: 500/s, as 1,000/s spread over two instances.
+        // 50 messages in a 100 ms window: 500/s, below the rate.
         tokio::time::advance(RATE_WINDOW).await;
         arrivals.record(50);
+        assert!(!arrivals.busy());
+
+        // 150 in the next window: 1,500/s.
+        tokio::time::advance(RATE_WINDOW).await;
+        arrivals.record(150);
         assert!(arrivals.busy(), "sustained load lingers");
 
         // The load stops: after two quiet windows the next message commits at once.
