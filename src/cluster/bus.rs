@@ -39,6 +39,9 @@ use crate::metrics::{Metrics, inc};
 /// not answered by then is stalled or dead (its lease will say which); the change is committed
 /// and applied everywhere else, so the caller is not held up longer.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A route announcement that did not get through is published again this often, this many times.
+const ANNOUNCE_RETRY_EVERY: Duration = Duration::from_secs(1);
+const ANNOUNCE_RETRIES: u32 = 60;
 /// How often routes to instances without a lease are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// How long after a reconnect the routes are reloaded (the channels are subscribed again first).
@@ -358,10 +361,41 @@ impl Bus {
             Ok(Some(missing)) => {
                 tracing::warn!(%user, missing, "instances did not confirm a route in time");
             }
-            // The other instances cannot hear us either; the resync after the reconnect tells
-            // them.
-            Err(err) => tracing::warn!(error = %err, %user, "could not announce a route"),
+            // Redis is stalled or gone: the client goes on (its messages are in
+            // `message:sync`), and the route is announced again until it gets through or the
+            // user has left (a reconnect's resync tells the others too).
+            Err(err) => {
+                tracing::warn!(error = %err, %user, "could not announce a route; retrying");
+                self.announce_later(user);
+            }
         }
+    }
+
+    /// Publishes `user`'s route here again, once a second, until a publish gets through, the
+    /// user has no socket here any more, or `ANNOUNCE_RETRIES` have failed.
+    fn announce_later(&self, user: Uuid) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let bus = self.clone();
+        runtime.spawn(async move {
+            for _ in 0..ANNOUNCE_RETRIES {
+                tokio::time::sleep(ANNOUNCE_RETRY_EVERY).await;
+                if !bus.inner.routes.is_local(user) {
+                    return;
+                }
+                let message = Wire::Host {
+                    from: bus.keys.instance(),
+                    user,
+                    version: bus.inner.routes.version(),
+                    on: true,
+                    request: None,
+                };
+                if bus.send(bus.keys.bus_all(), &message).await.is_some() {
+                    return;
+                }
+            }
+        });
     }
 
     /// A socket of `user` left this instance; for the user's last socket here, tells the others
@@ -496,9 +530,13 @@ impl Bus {
                 wake: Some(wake),
             },
         );
-        let Some(receivers) = self.send(self.keys.bus_all(), message).await else {
+        // The publish itself is bounded too: a Redis that stalls must not hold a handshake (or a
+        // membership ack) for the client's whole command timeout.
+        let published =
+            tokio::time::timeout(APPLY_TIMEOUT, self.send(self.keys.bus_all(), message));
+        let Ok(Some(receivers)) = published.await else {
             self.waiting().remove(&request);
-            return Err(BusError("publish failed".into()));
+            return Err(BusError("publish failed or timed out".into()));
         };
         {
             let mut waiting = self.waiting();

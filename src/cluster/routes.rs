@@ -120,6 +120,11 @@ impl Routes {
         }
     }
 
+    /// Whether `user` has a socket here.
+    pub(super) fn is_local(&self, user: Uuid) -> bool {
+        self.local().contains_key(&user)
+    }
+
     /// Every user with a socket here.
     pub(super) fn local_users(&self) -> Vec<Uuid> {
         self.local().keys().copied().collect()
