@@ -310,6 +310,19 @@ if [[ -n ${SCALE_INSTANCES// /} ]]; then
     done
   done
 fi
+if [[ $MODE == full && $PROFILE == release ]] && command -v valgrind >/dev/null; then
+  # Instructions per message (callgrind): repeatable where CPU seconds are noisy. One instance of
+  # its own, after the others have stopped; the figures go in the report's notes.
+  log "instructions per message (callgrind, one instance)"
+  stop_pids "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"
+  OURS_PIDS=(); NODE_PIDS=()
+  if IR_OUT="$(BENCH_PG="$PG" BENCH_REDIS_URL="$REDIS_URL" bash "$BENCH_DIR/instructions/run.sh" --bin "$NEXUS_BIN" 2>/dev/null)"; then
+    IR_LINE="$(echo "$IR_OUT" | awk '{printf "%s%s %s", (NR > 1 ? "; " : ""), $1, $2}')"
+    NOTES+=("Instructions the server executes per direct message (\`bench/instructions/run.sh\`, callgrind, one instance in cluster mode, 500 messages, the default log level): $IR_LINE. They count the server's own work, not the kernel's: compare them between commits, and the CPU seconds above between sides.")
+  else
+    NOTES+=("The callgrind instructions-per-message run failed.")
+  fi
+fi
 if [[ $MODE == full && $SINGLE == 1 ]]; then
   # 100,000 sockets on one instance need 100,000 descriptors in the server and in the generator.
   SINGLE_COUNT=$(( FD_LIMIT >= 101000 ? 100000 : FD_LIMIT - 1000 ))
