@@ -349,13 +349,7 @@ impl Bus {
     /// Tells every other instance that `user` has a socket here and waits until each applied it.
     async fn announce(&self, user: Uuid) {
         let request = self.inner.next_request.fetch_add(1, Relaxed);
-        let message = Wire::Host {
-            from: self.keys.instance(),
-            user,
-            version: self.inner.routes.version(),
-            on: true,
-            request: Some(request),
-        };
+        let message = self.route(user, self.inner.routes.version(), true, Some(request));
         match self.publish_and_wait(request, &message).await {
             Ok(None) => {}
             Ok(Some(missing)) => {
@@ -374,28 +368,36 @@ impl Bus {
     /// Publishes `user`'s route here again, once a second, until a publish gets through, the
     /// user has no socket here any more, or `ANNOUNCE_RETRIES` have failed.
     fn announce_later(&self, user: Uuid) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let bus = self.clone();
-        runtime.spawn(async move {
+        self.spawn(|bus| async move {
             for _ in 0..ANNOUNCE_RETRIES {
                 tokio::time::sleep(ANNOUNCE_RETRY_EVERY).await;
                 if !bus.inner.routes.is_local(user) {
                     return;
                 }
-                let message = Wire::Host {
-                    from: bus.keys.instance(),
-                    user,
-                    version: bus.inner.routes.version(),
-                    on: true,
-                    request: None,
-                };
+                let message = bus.route(user, bus.inner.routes.version(), true, None);
                 if bus.send(bus.keys.bus_all(), &message).await.is_some() {
                     return;
                 }
             }
         });
+    }
+
+    /// A route message: `user` has (`on`) or no longer has a socket here, as of `version`.
+    fn route(&self, user: Uuid, version: u64, on: bool, request: Option<u64>) -> Wire<'_> {
+        Wire::Host {
+            from: self.keys.instance(),
+            user,
+            version,
+            on,
+            request,
+        }
+    }
+
+    /// Runs `work` on the current runtime with a handle of the bus (nothing outside one).
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, work: impl FnOnce(Bus) -> F) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(work(self.clone()));
+        }
     }
 
     /// A socket of `user` left this instance; for the user's last socket here, tells the others
@@ -405,18 +407,8 @@ impl Bus {
             return;
         }
         let version = self.inner.routes.version();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let bus = self.clone();
-        runtime.spawn(async move {
-            let message = Wire::Host {
-                from: bus.keys.instance(),
-                user,
-                version,
-                on: false,
-                request: None,
-            };
+        self.spawn(|bus| async move {
+            let message = bus.route(user, version, false, None);
             bus.send(bus.keys.bus_all(), &message).await;
         });
     }

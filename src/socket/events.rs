@@ -316,7 +316,7 @@ async fn answer_room_change<A: Adapter>(
     match &change {
         RoomChange::Updated { room, changed } => {
             let view = RoomView::from(room);
-            reply::<A, _, AppError>(me, ack, Ok(&view), &app.metrics);
+            send_ack(ack, &view);
             if *changed {
                 updated(io, app, room, &view).await;
             }
@@ -328,9 +328,9 @@ async fn answer_room_change<A: Adapter>(
         } => {
             match room {
                 Some(room) if *removed != me.user.id => {
-                    reply::<A, _, AppError>(me, ack, Ok(&RoomView::from(room)), &app.metrics);
+                    send_ack(ack, &RoomView::from(room));
                 }
-                _ => reply::<A, _, AppError>(me, ack, Ok(&json!({ "left": true })), &app.metrics),
+                _ => send_ack(ack, &json!({ "left": true })),
             }
             let gone = RoomRemovedEvent { room_id: *room_id };
             deliver::to_users(io, app, "room:removed", &gone, &[*removed], None).await;
@@ -447,7 +447,7 @@ async fn on_read<A: Adapter>(
             Ok(done) => done,
             Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
         };
-        reply::<A, _, AppError>(&me, ack, Ok(&json!({ "upTo": read.up_to })), &app.metrics);
+        send_ack(ack, &json!({ "upTo": read.up_to }));
         if !read.moved {
             return;
         }
@@ -495,7 +495,7 @@ async fn on_typing<A: Adapter>(
             Err(err) => return reply::<A, (), _>(&me, ack, Err(err), &app.metrics),
         };
         me.set_typing(request.of, request.typing);
-        reply::<A, _, AppError>(&me, ack, Ok(&json!({})), &app.metrics);
+        send_ack(ack, &json!({}));
         announce_typing(&io, &app, &me, request, &audience).await;
     }
     .instrument(span)

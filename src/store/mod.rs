@@ -172,6 +172,11 @@ enum Held {
     Sqlite(bb8::PooledConnection<'static, AsyncDieselConnectionManager<SqliteConn>>),
 }
 
+/// A query that did not finish within the store's timeout.
+pub(crate) fn no_answer(timeout: Duration) -> StoreError {
+    StoreError::Unavailable(format!("no answer within {} ms", timeout.as_millis()))
+}
+
 /// What the insert statement's rows mean for each message of the batch.
 fn written(rows: Vec<Inserted>) -> Vec<Result<Written>> {
     rows.into_iter()
@@ -233,10 +238,7 @@ macro_rules! with_conn {
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                timeout.as_millis()
-            ))),
+            Err(_) => Err($crate::store::no_answer(timeout)),
         }
     }};
 }
@@ -266,12 +268,7 @@ macro_rules! with_held {
             .map_err(StoreError::from)
         };
         let outcome = tokio::time::timeout($self.timeout, work).await;
-        let result = outcome.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                $self.timeout.as_millis()
-            )))
-        });
+        let result = outcome.unwrap_or_else(|_| Err($crate::store::no_answer($self.timeout)));
         if result.is_err() {
             *held = None;
         }
@@ -480,7 +477,7 @@ impl Store {
     }
 
     /// Checks a connection out of the pool (verified by a round trip) to keep.
-    pub(crate) async fn hold(&self) -> Result<HeldConnection> {
+    async fn hold(&self) -> Result<HeldConnection> {
         let unavailable = |e: bb8::RunError<_>| StoreError::Unavailable(e.to_string());
         Ok(HeldConnection(match &self.backend {
             Backend::Pg(pool) => Held::Pg(pool.get_owned().await.map_err(unavailable)?),
