@@ -160,7 +160,7 @@ pub struct Settings {
     /// Name of this instance (default: random); shown by /api/instance.
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,
-    /// Database connections per instance.
+    /// Database connections per instance (PostgreSQL: 2 of them for the two writers, at least 4 in all; SQLite: at most 8).
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = parse_range("DB_POOL_SIZE", 1, 1000))]
     pub db_pool_size: u32,
     /// Upper bound on any database operation, in milliseconds; past it the caller gets `unavailable`.

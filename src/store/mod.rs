@@ -198,9 +198,17 @@ fn written(rows: Vec<Inserted>) -> Vec<Result<Written>> {
 
 #[derive(Clone)]
 enum Backend {
-    Pg(Pool<AsyncPgConnection>),
+    /// The query pool, and the writers' own (see [`Store::connect`]).
+    Pg(Pool<AsyncPgConnection>, Pool<AsyncPgConnection>),
     Sqlite(Pool<SqliteConn>),
 }
+
+/// Connections of a PostgreSQL instance kept for the two writer tasks (messages and read
+/// cursors), out of `DB_POOL_SIZE`.
+const WRITER_CONNECTIONS: u32 = 2;
+
+/// The fewest connections left for queries beside the writers'.
+const MIN_QUERY_CONNECTIONS: u32 = 2;
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -216,7 +224,7 @@ macro_rules! with_conn {
         let timeout = $self.timeout;
         let work = async {
             match &$self.backend {
-                Backend::Pg(pool) => {
+                Backend::Pg(pool, _) => {
                     let mut guard = pool
                         .get()
                         .await
@@ -309,21 +317,53 @@ impl Store {
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let store = match &config.database {
             Database::Postgres(url) => {
+                let queries = config
+                    .db_pool_size
+                    .saturating_sub(WRITER_CONNECTIONS)
+                    .max(MIN_QUERY_CONNECTIONS);
+                let pool = |size, manager| {
+                    Pool::builder()
+                        .max_size(size)
+                        .connection_timeout(config.db_timeout)
+                        .build(manager)
+                };
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
-                let pool = Pool::builder()
-                    .max_size(config.db_pool_size)
-                    .connection_timeout(config.db_timeout)
-                    .build(manager)
+                let query_pool = pool(queries, manager)
+                    .await
+                    .context("could not set up the PostgreSQL pool")?;
+                let writer_pool = pool(WRITER_CONNECTIONS, Self::writer_manager(url))
                     .await
                     .context("could not set up the PostgreSQL pool")?;
                 Store {
-                    backend: Backend::Pg(pool),
+                    backend: Backend::Pg(query_pool, writer_pool),
                     timeout: config.db_timeout,
                 }
             }
             Database::Sqlite(path) => Self::open_sqlite(path, config).await?,
         };
         Ok(store)
+    }
+
+    /// Connections for the writers' batch statements (messages, read cursors), planned once per
+    /// connection. Each is one statement over arrays; left at PostgreSQL's default
+    /// (`plan_cache_mode = auto`) it was planned again on every call, because the plan costed
+    /// for the actual arrays always looked cheaper than the generic one: 0.55 ms of planning per
+    /// commit, most of PostgreSQL's CPU per message (docs/DECISIONS.md). Only these connections
+    /// force the generic plan; the query pool's plans still see their parameters.
+    fn writer_manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        AsyncDieselConnectionManager::new_with_config(url, manager_config)
     }
 
     async fn open_sqlite(path: &Path, config: &Config) -> anyhow::Result<Store> {
@@ -366,7 +406,7 @@ impl Store {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
-            Backend::Pg(pool) => {
+            Backend::Pg(pool, _) => {
                 let mut conn = pool
                     .dedicated_connection()
                     .await
@@ -407,7 +447,7 @@ impl Store {
     /// Which backend this is ("postgres" or "sqlite").
     pub fn kind(&self) -> &'static str {
         match self.backend {
-            Backend::Pg(_) => "postgres",
+            Backend::Pg(..) => "postgres",
             Backend::Sqlite(_) => "sqlite",
         }
     }
@@ -480,7 +520,7 @@ impl Store {
     async fn hold(&self) -> Result<HeldConnection> {
         let unavailable = |e: bb8::RunError<_>| StoreError::Unavailable(e.to_string());
         Ok(HeldConnection(match &self.backend {
-            Backend::Pg(pool) => Held::Pg(pool.get_owned().await.map_err(unavailable)?),
+            Backend::Pg(_, writers) => Held::Pg(writers.get_owned().await.map_err(unavailable)?),
             Backend::Sqlite(pool) => Held::Sqlite(pool.get_owned().await.map_err(unavailable)?),
         }))
     }
