@@ -176,7 +176,7 @@ start_node_at() { # index port
   (cd "$BENCH_DIR/baseline-node" && exec env PORT="$port" HOST=127.0.0.1 DATABASE_URL="$PG/$DB_NODE" \
     REDIS_URL="$REDIS_URL" REDIS_PREFIX="$PREFIX_NODE" JWT_SECRET="$JWT_SECRET" INSTANCE_ID="node-$i" \
     BCRYPT_COST=4 DB_POOL_SIZE=$POOL NODE_ENV=production \
-    node server.js >>"$WORK/node-$i.log" 2>&1) &
+    node --expose-gc server.js >>"$WORK/node-$i.log" 2>&1) &
   PIDS+=($!)
 }
 start_node() { # index

@@ -137,6 +137,48 @@ impl Ctx {
         procstat::sample(&self.pids)
     }
 
+    /// Resident memory of the observed processes, sampled the same way on both sides: three
+    /// samples half a second apart, the median of their sums, each sample taken (on the Node
+    /// side) right after a full garbage collection in every process, asked for through the
+    /// baseline's `POST /debug/gc` (it exists when Node runs with `--expose-gc`). Returns the
+    /// median sum and the per-process RSS of that sample.
+    pub async fn settled_rss(&self) -> (u64, Vec<u64>) {
+        let mut samples = Vec::with_capacity(3);
+        for round in 0..3 {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if self.side == "node" {
+                self.collect_garbage().await;
+            }
+            let each = procstat::rss_each(&self.pids);
+            samples.push((each.iter().sum::<u64>(), each));
+        }
+        samples.sort_by_key(|(sum, _)| *sum);
+        samples.swap_remove(1)
+    }
+
+    /// Asks every Node process for a full collection and waits for the answers; a process that
+    /// does not answer is reported, and its sample is taken as it is.
+    async fn collect_garbage(&self) {
+        let client = reqwest::Client::new();
+        for ep in &self.endpoints {
+            let url = format!("{}/debug/gc", ep.base);
+            let answered = client
+                .post(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !answered {
+                eprintln!(
+                    "[{}] {url} did not collect garbage (is node started with --expose-gc?)",
+                    self.side
+                );
+            }
+        }
+    }
+
     /// Waits until the servers use less than 5% of a core over half a second (earlier
     /// scenarios' disconnect storms must not be billed to this one).
     pub async fn wait_for_quiet_servers(&self) {

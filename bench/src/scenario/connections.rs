@@ -1,5 +1,6 @@
 //! `connections`: N authenticated idle sockets opened at a given rate; connect latency,
-//! failures, and the servers' resident memory per connection (VmRSS after minus before).
+//! failures, and the servers' resident memory per connection (VmRSS after minus before, each
+//! the median of three samples, Node's after a full garbage collection: [`Ctx::settled_rss`]).
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -12,7 +13,7 @@ use tokio::sync::watch;
 use super::{EventCounts, hold, load::open_loop};
 use crate::{
     context::{Common, ConnectStats, Ctx},
-    procstat, sio,
+    sio,
 };
 
 /// Options.
@@ -45,8 +46,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .min(ctx.users.len())
         .min(a.count)
         .max(1);
+    let (rss_before_sum, rss_before) = ctx.settled_rss().await;
     let before = ctx.sample();
-    let rss_before = procstat::rss_each(&ctx.pids);
     let stats = Arc::new(ConnectStats::default());
     let counts = Arc::new(EventCounts::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -77,11 +78,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     // Presence broadcasts of the connect wave must be over before memory is read.
     tokio::time::sleep(Duration::from_secs_f64(a.settle_secs)).await;
     ctx.wait_for_quiet_servers().await;
+    // CPU first: the collections asked of Node while sampling memory are not the connect wave's.
     let after = ctx.sample();
-    let rss_after = procstat::rss_each(&ctx.pids);
+    let (rss_after_sum, rss_after) = ctx.settled_rss().await;
     let established = stats.ok.load(Ordering::Relaxed);
     let still_open = established as u64 - counts.dropped.load(Ordering::Relaxed);
-    let delta = after.rss_bytes as i64 - before.rss_bytes as i64;
+    let delta = rss_after_sum as i64 - rss_before_sum as i64;
     let per_conn = if still_open > 0 {
         delta as f64 / still_open as f64
     } else {
@@ -94,8 +96,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         "connect": stats.to_json(),
         "connect_secs": connect_secs,
         "open_at_measurement": still_open,
-        "rss_before_bytes": before.rss_bytes,
-        "rss_after_bytes": after.rss_bytes,
+        "rss_before_bytes": rss_before_sum,
+        "rss_after_bytes": rss_after_sum,
+        "rss_sampling": "median of 3 samples 0.5 s apart, Node after a full GC each",
         "rss_before_each": rss_before,
         "rss_after_each": rss_after,
         "rss_per_connection_bytes": per_conn.round(),
@@ -111,8 +114,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         connect_secs,
         result["connect"]["latency_ms"]["p50"],
         result["connect"]["latency_ms"]["p99"],
-        before.rss_bytes as f64 / 1048576.0,
-        after.rss_bytes as f64 / 1048576.0,
+        rss_before_sum as f64 / 1048576.0,
+        rss_after_sum as f64 / 1048576.0,
         per_conn
     );
     ctx.emit("connections", result)?;
