@@ -1545,7 +1545,10 @@ The generator (`bench/`, crate `nexus-bench`) speaks Engine.IO v4 / Socket.IO v5
 
 - **connections** — opens N sockets at a fixed rate and keeps them idle (answering pings). Memory per
   connection is the growth of the instances' summed VmRSS (from `/proc/PID/status`) divided by the
-  sockets still open, read after the connect wave's presence broadcasts are over. Users are reused
+  sockets still open, read after the connect wave's presence broadcasts are over. Each reading,
+  before and after, is the median of three samples 0.5 s apart, the same on both sides; the Node
+  baseline runs with `--expose-gc` and collects its garbage fully before each sample, so V8's
+  collection timing does not decide its figure. Users are reused
   for several sockets (tabs) so that the N²/2 `user:online` fan-out does not dominate the run.
 - **dm** — one socket per user, user *i* sends to user *i+1* (always on another instance), open loop
   at a fixed total rate. Each content carries its intended send time, so a stalled generator or
