@@ -198,8 +198,12 @@ fn written(rows: Vec<Inserted>) -> Vec<Result<Written>> {
 
 #[derive(Clone)]
 enum Backend {
-    /// The query pool, and the writers' own (see [`Store::connect`]).
-    Pg(Pool<AsyncPgConnection>, Pool<AsyncPgConnection>),
+    Pg {
+        /// Every query but the writers' batches.
+        queries: Pool<AsyncPgConnection>,
+        /// The writers' own connections, planning once (see [`Store::connect`]).
+        writers: Pool<AsyncPgConnection>,
+    },
     Sqlite(Pool<SqliteConn>),
 }
 
@@ -224,7 +228,7 @@ macro_rules! with_conn {
         let timeout = $self.timeout;
         let work = async {
             match &$self.backend {
-                Backend::Pg(pool, _) => {
+                Backend::Pg { queries: pool, .. } => {
                     let mut guard = pool
                         .get()
                         .await
@@ -312,6 +316,26 @@ pub mod rooms;
 pub use access::{AccessChange, AccessUpdate};
 pub use import::ImportedUser;
 
+/// A pool manager whose connections run `setup` (SQL) once, when they are opened.
+fn with_setup<C>(url: &str, setup: String) -> AsyncDieselConnectionManager<C>
+where
+    C: AsyncConnection + SimpleAsyncConnection + 'static,
+{
+    let mut manager_config = ManagerConfig::<C>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let (url, setup) = (url.to_owned(), setup.clone());
+        async move {
+            let mut conn = C::establish(&url).await?;
+            conn.batch_execute(&setup)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    AsyncDieselConnectionManager::new_with_config(url, manager_config)
+}
+
 impl Store {
     /// Connects (creating the SQLite file and its folder if needed); `migrate` applies the schema.
     pub async fn connect(config: &Config) -> anyhow::Result<Store> {
@@ -328,42 +352,26 @@ impl Store {
                         .build(manager)
                 };
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
-                let query_pool = pool(queries, manager)
+                let queries = pool(queries, manager)
                     .await
                     .context("could not set up the PostgreSQL pool")?;
-                let writer_pool = pool(WRITER_CONNECTIONS, Self::writer_manager(url))
+                // Each writer runs one statement over arrays. At PostgreSQL's default
+                // (`plan_cache_mode = auto`) it was, in some runs, planned again on every call:
+                // 0.55 ms per commit, most of PostgreSQL's CPU per message (docs/DECISIONS.md).
+                // Only these connections force the generic plan; the queries' plans still see
+                // their parameters.
+                let writers = with_setup(url, "SET plan_cache_mode = force_generic_plan".into());
+                let writers = pool(WRITER_CONNECTIONS, writers)
                     .await
-                    .context("could not set up the PostgreSQL pool")?;
+                    .context("could not set up the PostgreSQL writers' pool")?;
                 Store {
-                    backend: Backend::Pg(query_pool, writer_pool),
+                    backend: Backend::Pg { queries, writers },
                     timeout: config.db_timeout,
                 }
             }
             Database::Sqlite(path) => Self::open_sqlite(path, config).await?,
         };
         Ok(store)
-    }
-
-    /// Connections for the writers' batch statements (messages, read cursors), planned once per
-    /// connection. Each is one statement over arrays; left at PostgreSQL's default
-    /// (`plan_cache_mode = auto`) it was planned again on every call, because the plan costed
-    /// for the actual arrays always looked cheaper than the generic one: 0.55 ms of planning per
-    /// commit, most of PostgreSQL's CPU per message (docs/DECISIONS.md). Only these connections
-    /// force the generic plan; the query pool's plans still see their parameters.
-    fn writer_manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        manager_config.custom_setup = Box::new(|url| {
-            let url = url.to_owned();
-            async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                conn.batch_execute("SET plan_cache_mode = force_generic_plan")
-                    .await
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            }
-            .boxed()
-        });
-        AsyncDieselConnectionManager::new_with_config(url, manager_config)
     }
 
     async fn open_sqlite(path: &Path, config: &Config) -> anyhow::Result<Store> {
@@ -373,24 +381,14 @@ impl Store {
         }
         let url = path.to_string_lossy().into_owned();
         let busy_ms = config.db_timeout.as_millis();
-        let mut manager_config = ManagerConfig::<SqliteConn>::default();
-        manager_config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
-            async move {
-                let mut conn = SqliteConn::establish(&url).await?;
-                // WAL lets readers run beside the writer; FULL sync makes an ack survive power loss.
-                conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};"
-                ))
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            }
-            .boxed()
-        });
-        let manager =
-            AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, manager_config);
+        // WAL lets readers run beside the writer; FULL sync makes an ack survive power loss.
+        let manager = with_setup(
+            &url,
+            format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};"
+            ),
+        );
         let pool = Pool::builder()
             .max_size(config.db_pool_size.min(8))
             .connection_timeout(config.db_timeout)
@@ -406,7 +404,7 @@ impl Store {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
-            Backend::Pg(pool, _) => {
+            Backend::Pg { queries: pool, .. } => {
                 let mut conn = pool
                     .dedicated_connection()
                     .await
@@ -447,7 +445,7 @@ impl Store {
     /// Which backend this is ("postgres" or "sqlite").
     pub fn kind(&self) -> &'static str {
         match self.backend {
-            Backend::Pg(..) => "postgres",
+            Backend::Pg { .. } => "postgres",
             Backend::Sqlite(_) => "sqlite",
         }
     }
@@ -516,11 +514,14 @@ impl Store {
         with_held!(self, held, |conn, q| q::insert_messages(conn, batch)).map(written)
     }
 
-    /// Checks a connection out of the pool (verified by a round trip) to keep.
+    /// Checks a connection out of the writers' pool (PostgreSQL) or the pool (SQLite), verified
+    /// by a round trip, to keep.
     async fn hold(&self) -> Result<HeldConnection> {
         let unavailable = |e: bb8::RunError<_>| StoreError::Unavailable(e.to_string());
         Ok(HeldConnection(match &self.backend {
-            Backend::Pg(_, writers) => Held::Pg(writers.get_owned().await.map_err(unavailable)?),
+            Backend::Pg { writers, .. } => {
+                Held::Pg(writers.get_owned().await.map_err(unavailable)?)
+            }
             Backend::Sqlite(pool) => Held::Sqlite(pool.get_owned().await.map_err(unavailable)?),
         }))
     }
