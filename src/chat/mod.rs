@@ -20,6 +20,7 @@ pub use self::{
 };
 use crate::{
     auth::Accounts,
+    cluster::{Carried, Publish},
     error::AppError,
     metrics::{Metrics, inc},
     mode::Mode,
@@ -148,17 +149,22 @@ impl Chat {
         check_content(content, self.limits.max_chars)
     }
 
-    /// Stores a validated message through the group commit; returns only after the commit, and
-    /// after a new message is in the history cache.
+    /// Stores a validated message through the group commit; returns only after the commit. A
+    /// new message is then announced ([`Chat::announce`]) before anyone hears of it.
     async fn store(&self, new: NewMessage) -> Result<crate::store::Written, AppError> {
         inc(&self.metrics.messages_accepted);
-        let written = self.writer.write(new).await?;
-        if let (true, Some(cache)) = (written.created, self.mode.history_cache()) {
-            // After the commit and before the ack and the event, so that whoever hears of the
-            // message finds it in history; a slow Redis delays the ack by at most PUSH_WAIT.
-            cache.push(written.message.clone()).await;
+        Ok(self.writer.write(new).await?)
+    }
+
+    /// Puts a newly stored message in the history cache (cluster mode), with `publish`, its
+    /// delivery to the other instances, in the same Redis round trip where it can. Called after
+    /// the commit and before the ack and any event, so that whoever hears of the message finds it
+    /// in history; a slow Redis delays the ack by at most the cache's `PUSH_WAIT`.
+    pub async fn announce(&self, message: &Message, publish: Option<Publish>) -> Carried {
+        match self.mode.history_cache() {
+            Some(cache) => cache.push(message.clone(), publish).await,
+            None => Carried::Left(publish),
         }
-        Ok(written)
     }
 
     /// Validates and durably stores a direct message. Returns only after the commit.

@@ -181,6 +181,15 @@ impl Drop for Hosted {
 #[error("cluster bus: {0}")]
 pub struct BusError(String);
 
+/// One delivery's bus message, encoded, and the channels it goes to.
+#[derive(Debug)]
+pub struct Publish {
+    /// The instances' channels (or the one every instance hears).
+    pub channels: Vec<String>,
+    /// The encoded bus message.
+    pub bytes: Vec<u8>,
+}
+
 /// This instance's end of the bus; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bus {
@@ -441,9 +450,25 @@ impl Bus {
         room: Option<RoomVersion>,
         payload: &RawValue,
     ) -> Result<(), BusError> {
+        match self.prepare(event, users, room, payload)? {
+            Some(publish) => self.publish_all(publish).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The publishes that [`Bus::deliver`] makes, encoded, for whoever sends them (the history
+    /// cache carries them in the same round trip as its push); `None` when no other instance
+    /// hosts any of `users`.
+    pub fn prepare(
+        &self,
+        event: &str,
+        users: &[Uuid],
+        room: Option<RoomVersion>,
+        payload: &RawValue,
+    ) -> Result<Option<Publish>, BusError> {
         let targets = self.inner.routes.targets(users);
         if targets == Targets::Only(Vec::new()) {
-            return Ok(());
+            return Ok(None);
         }
         let message = Wire::Deliver {
             from: self.keys.instance(),
@@ -470,11 +495,16 @@ impl Bus {
                     .collect()
             }
         };
+        Ok(Some(Publish { channels, bytes }))
+    }
+
+    /// Sends prepared publishes on the pub/sub connection.
+    pub async fn publish_all(&self, publish: Publish) -> Result<(), BusError> {
         let mut failed = false;
-        for channel in channels {
+        for channel in publish.channels {
             // Nobody listening (0) may be an instance that stopped, or a shard failing over;
             // routes to stopped instances are pruned by their lease.
-            failed |= self.publish(channel, bytes.clone()).await.is_none();
+            failed |= self.publish(channel, publish.bytes.clone()).await.is_none();
         }
         if failed {
             Err(BusError("publish failed".into()))

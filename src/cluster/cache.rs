@@ -26,13 +26,13 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use chrono::{DateTime, Utc};
 use fred::{
-    prelude::{Client, ClientLike, KeysInterface, LuaInterface},
+    prelude::{Client, ClientLike, KeysInterface, LuaInterface, PubsubInterface},
     types::{ClusterHash, CustomCommand, Value},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::Keys;
+use super::{bus::Publish, keys::Keys};
 use crate::{
     metrics::{Metrics, inc},
     store::{Conversation, Message, Recipient},
@@ -49,8 +49,22 @@ const PUSH_BATCH: usize = 256;
 /// still completes, or drops the floor, afterwards).
 const PUSH_WAIT: Duration = Duration::from_millis(100);
 
-/// A queued push, and who waits for it.
-type Push = (Message, oneshot::Sender<()>);
+/// A queued push, the publishes to send right after it, and who waits for it.
+type Push = (Message, Option<Publish>, oneshot::Sender<()>);
+
+/// What became of the publishes handed to [`HistoryCache::push`].
+#[derive(Debug)]
+pub enum Carried {
+    /// Sent in the push's pipeline, right after it (a failure is counted and logged there).
+    Sent,
+    /// Not carried: for the bus to send.
+    Left(Option<Publish>),
+}
+
+/// How many commands a push's publishes add to its pipeline.
+fn publishes(publish: &Option<Publish>) -> usize {
+    publish.as_ref().map_or(0, |p| p.channels.len())
+}
 
 /// KEYS: set, floor. ARGV: size, ttl, floor of a refill ('' for a push), then (seq, json)
 /// pairs. Adds the messages, lowers the floor to a refill's, trims the set to `size` and raises
@@ -267,24 +281,41 @@ impl HistoryCache {
     /// `PUSH_WAIT`; not at all while Redis is unreachable). If it cannot be cached, the
     /// conversation's floor is dropped (or, if Redis is unreachable, expires with the TTL), so the
     /// cache misses rather than lies.
-    pub async fn push(&self, message: Message) {
-        if self.size == 0 {
-            return;
-        }
-        let Some(queue) = &self.pushes else { return };
+    ///
+    /// `publish`, the message's delivery to the other instances, goes out in the same pipeline
+    /// right after the push: one round trip for both, and since Redis runs a connection's
+    /// commands in order, no instance hears of the message before the cache has it. It is left
+    /// for the bus to send on a Redis Cluster (the channel and the conversation may be on
+    /// different nodes), while Redis is unreachable, and when the message cannot be queued.
+    pub async fn push(&self, message: Message, publish: Option<Publish>) -> Carried {
+        let Some(queue) = self.pushes.as_ref().filter(|_| self.size > 0) else {
+            return Carried::Left(publish);
+        };
+        let connected = self.client.is_connected();
+        let (carried, left) = match publish {
+            Some(p) if connected && !self.client.is_clustered() => (Some(p), None),
+            other => (None, other),
+        };
+        let carrying = carried.is_some();
         let (done, written) = oneshot::channel();
         self.in_flight.fetch_add(1, Relaxed);
-        if let Err(err) = queue.try_send((message, done)) {
+        if let Err(err) = queue.try_send((message, carried, done)) {
             self.in_flight.fetch_sub(1, Relaxed);
-            let (message, _) = match err {
+            let (message, carried, _) = match err {
                 mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
             };
             tracing::warn!("history cache push queue full; invalidating the conversation");
             self.invalidate(&message);
-            return;
+            return Carried::Left(carried.or(left));
         }
-        if self.client.is_connected() {
-            let _ = tokio::time::timeout(PUSH_WAIT, written).await;
+        if !connected {
+            return Carried::Left(left);
+        }
+        let _ = tokio::time::timeout(PUSH_WAIT, written).await;
+        if carrying {
+            Carried::Sent
+        } else {
+            Carried::Left(left)
         }
     }
 
@@ -303,7 +334,7 @@ impl HistoryCache {
         let mut batch = Vec::with_capacity(PUSH_BATCH);
         while queue.recv_many(&mut batch, PUSH_BATCH).await > 0 {
             let pipeline = self.client.pipeline();
-            for (m, _) in &batch {
+            for (m, publish, _) in &batch {
                 // EVAL script 2 set floor args… (routed by the set's key on a Redis Cluster).
                 let mut args = vec![Value::from_static_str(STORE), Value::from_static_str("2")];
                 let keys = self.conv_keys(m.conversation());
@@ -312,11 +343,19 @@ impl HistoryCache {
                 let eval = CustomCommand::new("EVAL", ClusterHash::Offset(2), false);
                 // Queued, not sent: a pipeline's commands go out together in `try_all`.
                 let _: Result<(), _> = pipeline.custom(eval, args).await;
+                if let Some(publish) = publish {
+                    for channel in &publish.channels {
+                        let bytes = publish.bytes.clone();
+                        let _: Result<(), _> = pipeline.spublish(channel.as_str(), bytes).await;
+                    }
+                }
             }
-            let results: Vec<Result<i64, fred::error::Error>> = pipeline.try_all().await;
-            let all_failed = results.len() != batch.len();
-            for (i, (m, done)) in batch.drain(..).enumerate() {
-                let failed = match results.get(i) {
+            let results: Vec<Result<Value, fred::error::Error>> = pipeline.try_all().await;
+            let sent: usize = batch.iter().map(|(_, p, _)| 1 + publishes(p)).sum();
+            let all_failed = results.len() != sent;
+            let mut results = results.into_iter();
+            for (m, publish, done) in batch.drain(..) {
+                let failed = match results.next() {
                     Some(Ok(_)) => all_failed,
                     Some(Err(err)) => {
                         tracing::warn!(error = %err, "history cache push failed; invalidating the conversation");
@@ -327,6 +366,13 @@ impl HistoryCache {
                 if failed {
                     inc(&self.metrics.redis_errors);
                     self.invalidate(&m);
+                }
+                let n = publishes(&publish);
+                let published = results.by_ref().take(n).filter(Result::is_ok).count();
+                if published < n || (n > 0 && all_failed) {
+                    // What was stored stays stored; receivers elsewhere recover it with sync.
+                    inc(&self.metrics.redis_errors);
+                    tracing::warn!("cross-instance delivery failed");
                 }
                 let _ = done.send(());
                 self.in_flight.fetch_sub(1, Relaxed);

@@ -20,8 +20,8 @@ use fred::{
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::sync::mpsc;
 
-pub use bus::{Applied, Bus, BusError, Hosted, Inbound, RoomVersion};
-pub use cache::HistoryCache;
+pub use bus::{Applied, Bus, BusError, Hosted, Inbound, Publish, RoomVersion};
+pub use cache::{Carried, HistoryCache};
 pub use keys::Keys;
 pub use pubsub::Pubsub;
 

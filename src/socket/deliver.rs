@@ -22,9 +22,10 @@ use uuid::Uuid;
 
 use super::{backlog::Backlog, user_room};
 use crate::{
-    cluster::{Inbound, RoomVersion},
+    cluster::{Carried, Inbound, RoomVersion},
     metrics::inc,
     state::AppState,
+    store::Message,
 };
 
 /// Whom one event goes to.
@@ -73,6 +74,64 @@ pub async fn to_users_but<A: Adapter, T: Serialize + ?Sized>(
     send(io, app, event, payload, to).await;
 }
 
+/// Delivers the event of a message just stored. The message is announced first (the history
+/// cache, with the publish to the other instances in the same Redis round trip), then `ack`
+/// runs, then this instance's sockets are written; a publish the announcement could not carry
+/// goes out last. So the sender's ack still comes before its own sockets' event, and nobody
+/// hears of the message before it is in history.
+pub async fn stored<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    (event, payload): (&str, &T),
+    message: &Message,
+    users: &[Uuid],
+    room: Option<RoomVersion>,
+    ack: impl FnOnce(),
+) {
+    let Some(payload) = encode(event, payload) else {
+        app.chat.announce(message, None).await;
+        return ack();
+    };
+    let publish = match app
+        .mode
+        .bus()
+        .map(|bus| bus.prepare(event, users, room, &payload))
+    {
+        Some(Ok(publish)) => publish,
+        Some(Err(err)) => {
+            delivery_failed(app, event, &err);
+            None
+        }
+        None => None,
+    };
+    let carried = app.chat.announce(message, publish).await;
+    ack();
+    let to = Recipients {
+        users,
+        room,
+        except: None,
+    };
+    to_local_sockets(io, app, event, &payload, to);
+    if let (Carried::Left(Some(publish)), Some(bus)) = (carried, app.mode.bus())
+        && let Err(err) = bus.publish_all(publish).await
+    {
+        delivery_failed(app, event, &err);
+    }
+}
+
+/// `payload` as raw JSON, or `None` (logged) if it cannot be encoded.
+fn encode<T: Serialize + ?Sized>(event: &str, payload: &T) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(payload)
+        .map_err(|err| tracing::error!(error = %err, event, "could not encode an event"))
+        .ok()
+}
+
+/// What was stored stays stored; receivers elsewhere recover it with message:sync.
+fn delivery_failed(app: &AppState, event: &str, err: &dyn std::fmt::Display) {
+    inc(&app.metrics.redis_errors);
+    tracing::warn!(error = %err, event, "cross-instance delivery failed");
+}
+
 async fn send<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     app: &AppState,
@@ -80,21 +139,15 @@ async fn send<A: Adapter, T: Serialize + ?Sized>(
     payload: &T,
     to: Recipients<'_>,
 ) {
-    let payload = match serde_json::value::to_raw_value(payload) {
-        Ok(payload) => payload,
-        Err(err) => {
-            tracing::error!(error = %err, event, "could not encode an event");
-            return;
-        }
+    let Some(payload) = encode(event, payload) else {
+        return;
     };
     to_local_sockets(io, app, event, &payload, to);
     // The socket left out is on this instance, so the others serve every socket they have.
     if let Some(bus) = app.mode.bus()
         && let Err(err) = bus.deliver(event, to.users, to.room, &payload).await
     {
-        // What was stored stays stored; receivers elsewhere recover it with message:sync.
-        inc(&app.metrics.redis_errors);
-        tracing::warn!(error = %err, event, "cross-instance delivery failed");
+        delivery_failed(app, event, &err);
     }
 }
 

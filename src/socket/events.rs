@@ -133,34 +133,32 @@ async fn on_send<A: Adapter>(
             Ok(sent) => sent,
             Err(err) => return reply::<A, (), _>(&me, ack, Err(err), metrics),
         };
-        let view = ack_stored(ack, &sent.message, metrics, received);
         if !sent.created {
             // A retry of a stored message: its message:new went out the first time.
-            return;
+            return ack_stored(ack, &sent.message, metrics, received);
         }
         let event = NewMessageEvent {
-            message: view,
+            message: MessageView::from(&sent.message),
             sender_username: &me.user.username,
         };
         let users = [sent.message.sender_id, me_or_receiver(&sent.message)];
-        deliver::to_users(&io, &app, "message:new", &event, &users, None).await;
+        let ack = || ack_stored(ack, &sent.message, metrics, received);
+        let event = ("message:new", &event);
+        deliver::stored(&io, &app, event, &sent.message, &users, None, ack).await;
     }
     .instrument(span)
     .await
 }
 
-/// Acks a stored message (`message:send`, `room:send`) and records how long the ack took;
-/// returns its view for the event that follows.
-fn ack_stored<'m, A: Adapter>(
+/// Acks a stored message (`message:send`, `room:send`) and records how long the ack took.
+fn ack_stored<A: Adapter>(
     ack: AckSender<A>,
-    message: &'m Message,
+    message: &Message,
     metrics: &Metrics,
     received: Instant,
-) -> MessageView<'m> {
-    let view = MessageView::from(message);
-    send_ack(ack, &view);
+) {
+    send_ack(ack, &MessageView::from(message));
     metrics.ack_after(received.elapsed());
-    view
 }
 
 /// The receiver of a direct message.
@@ -373,28 +371,21 @@ async fn on_room_send<A: Adapter>(
             Ok(sent) => sent,
             Err(err) => return reply::<A, (), _>(&me, ack, Err(err), metrics),
         };
-        let view = ack_stored(ack, &sent.message, metrics, received);
         let (Some(members), Recipient::Room(room)) = (&sent.members, sent.message.to) else {
             // A retry of a stored message: its room:message went out the first time.
-            return;
+            return ack_stored(ack, &sent.message, metrics, received);
         };
         let event = NewMessageEvent {
-            message: view,
+            message: MessageView::from(&sent.message),
             sender_username: &me.user.username,
         };
-        let chosen_under = RoomVersion {
+        let chosen_under = Some(RoomVersion {
             room,
             version: members.version,
-        };
-        deliver::to_users(
-            &io,
-            &app,
-            "room:message",
-            &event,
-            members.ids(),
-            Some(chosen_under),
-        )
-        .await;
+        });
+        let ack = || ack_stored(ack, &sent.message, metrics, received);
+        let (event, ids) = (("room:message", &event), members.ids());
+        deliver::stored(&io, &app, event, &sent.message, ids, chosen_under, ack).await;
     }
     .instrument(span)
     .await
