@@ -45,6 +45,17 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.floor((next -
 return 1
 "#;
 
+/// Gives back one token taken by `TAKE` (the send failed): moves the full-again time back by
+/// one interval, never before now. KEYS and ARGV as for `TAKE`.
+const GIVE_BACK: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[1])
+if tat <= now then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+return 1
+"#;
+
 /// Sends per user: `burst` at once, refilled at `per_sec`.
 pub struct SendBudget {
     burst: u32,
@@ -92,6 +103,42 @@ impl SendBudget {
             inc(&self.metrics.user_budget_local_decisions);
         }
         self.take_local(user, Instant::now())
+    }
+
+    /// Gives back a send taken from `user`'s budget whose send then failed, so that a failed
+    /// send costs nothing. Best effort: while Redis is not connected, only the local bucket.
+    pub async fn give_back(&self, user: Uuid) {
+        if self.burst == 0 {
+            return;
+        }
+        if let Some(shared) = &self.shared
+            && shared.client.is_connected()
+        {
+            let interval = 1_000_000 / u64::from(self.per_sec);
+            let options = Options {
+                timeout: Some(REDIS_WAIT),
+                fail_fast: true,
+                max_attempts: Some(1),
+                ..Default::default()
+            };
+            let given: Result<i64, _> = shared
+                .client
+                .with_options(&options)
+                .eval(
+                    GIVE_BACK,
+                    vec![shared.keys.send_budget(user)],
+                    vec![interval.to_string()],
+                )
+                .await;
+            if given.is_ok() {
+                return;
+            }
+            inc(&self.metrics.redis_errors);
+        }
+        let mut buckets = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(&user) {
+            bucket.give_back();
+        }
     }
 
     async fn take_shared(

@@ -141,6 +141,11 @@ impl Accounts {
         self.budget.take(user).await
     }
 
+    /// Gives back a send taken by [`Accounts::take_send`] whose send failed.
+    pub async fn give_back_send(&self, user: Uuid) {
+        self.budget.give_back(user).await
+    }
+
     /// Creates an account.
     pub async fn register(&self, username: &str, password: &str) -> Result<User, AppError> {
         validate_username(username)?;

@@ -124,9 +124,13 @@ async fn on_send<A: Adapter>(
     async move {
         let metrics = &app.metrics;
         let result = async {
-            take_token(&me, &app).await?;
             let request = SendMessage::from_payload(&require_payload(payload)?)?;
-            app.chat.send(&me.user, request).await
+            take_token(&me, &app).await?;
+            let sent = app.chat.send(&me.user, request).await;
+            if !matches!(&sent, Ok(sent) if sent.created) {
+                give_back_token(&me, &app).await;
+            }
+            sent
         }
         .await;
         let sent = match result {
@@ -170,9 +174,11 @@ fn me_or_receiver(message: &Message) -> Uuid {
 }
 
 /// Takes a token of the socket's send budget and one of its user's (shared by all of the user's
-/// sockets, on every instance): `rate_limited` when either is spent. Every send costs one, valid
-/// or not, so floods of malformed sends are limited too. A disabled or deleted account's send
-/// is refused (`unauthorized`) even before its socket is closed.
+/// sockets, on every instance): `rate_limited` when either is spent (a token taken from the
+/// other is given back). A send that then fails, or that is a retry of a stored message, gives
+/// both back ([`give_back_token`]): only what is stored costs, as an error ack has no other
+/// effect. A malformed payload is refused before it reaches the budgets. A disabled or deleted
+/// account's send is refused (`unauthorized`) even before its socket is closed.
 async fn take_token(me: &SocketUser, app: &AppState) -> Result<(), AppError> {
     let metrics = &app.metrics;
     if app.accounts.is_revoked(me.user.id) {
@@ -184,12 +190,19 @@ async fn take_token(me: &SocketUser, app: &AppState) -> Result<(), AppError> {
         return Err(AppError::RateLimited("Too many messages; slow down".into()));
     }
     if !app.accounts.take_send(me.user.id).await {
+        me.give_back_token();
         inc(&metrics.user_rate_limited);
         return Err(AppError::RateLimited(
             "Too many messages from this account; slow down".into(),
         ));
     }
     Ok(())
+}
+
+/// Gives back what [`take_token`] took, for a send that stored nothing new.
+async fn give_back_token(me: &SocketUser, app: &AppState) {
+    me.give_back_token();
+    app.accounts.give_back_send(me.user.id).await;
 }
 
 async fn on_history<A: Adapter>(
@@ -362,9 +375,13 @@ async fn on_room_send<A: Adapter>(
     async move {
         let metrics = &app.metrics;
         let result = async {
-            take_token(&me, &app).await?;
             let request = SendToRoom::from_payload(&require_payload(payload)?)?;
-            app.chat.send_to_room(&me.user, request).await
+            take_token(&me, &app).await?;
+            let sent = app.chat.send_to_room(&me.user, request).await;
+            if !matches!(&sent, Ok(sent) if sent.created) {
+                give_back_token(&me, &app).await;
+            }
+            sent
         }
         .await;
         let sent = match result {

@@ -27,6 +27,11 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
+    /// Gives back a token taken for something that then failed (never above a full bucket).
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
+
     /// Whether the bucket has refilled completely by `now`: forgetting it changes nothing.
     pub fn is_full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();

@@ -98,6 +98,14 @@ impl SocketUser {
             .try_take()
     }
 
+    /// Gives back a token of the socket's send budget (the send it was taken for failed).
+    pub fn give_back_token(&self) {
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .give_back();
+    }
+
     /// A span naming the socket and its user, for everything done on its behalf. At debug
     /// level: at the default `info`, creating and formatting it for every event cost 3.7% of a
     /// message's instructions; server-side errors name the user anyway (`events::reply`).

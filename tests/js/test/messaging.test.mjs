@@ -184,6 +184,31 @@ forEachMode((mode) => {
     await send(alice.socket, bob.user.id, 'after the refill');
   }));
 
+  test('a send that fails, or retries a stored message, costs no token of the rate limit', withServer({ mode, env: { RATE_LIMIT_BURST: '3', RATE_LIMIT_PER_SEC: '1', USER_RATE_LIMIT_BURST: '3', USER_RATE_LIMIT_PER_SEC: '1' } }, async (w) => {
+    // "Any event that fails acks {"error": ...} and has no other effect": not even on the budget.
+    const alice = await w.online(randomName('alice'));
+    const bob = await w.online(randomName('bob'));
+    const failing = [
+      [null, 'invalid_payload'],
+      [{ receiverId: 'not-a-uuid', content: 'x' }, 'invalid_payload'],
+      [{ receiverId: bob.user.id, content: '   ' }, 'invalid_payload'],
+      [{ receiverId: bob.user.id, content: 'x'.repeat(10_001) }, 'content_too_long'],
+      [{ receiverId: randomUUID(), content: 'nobody' }, 'unknown_receiver'],
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const [payload, code] of failing) assertErrorAck(await emitAck(alice.socket, 'message:send', payload), code);
+    }
+    const first = await send(alice.socket, bob.user.id, 'first', { clientMsgId: 'once' });
+    for (let i = 0; i < 4; i++) {
+      const again = await emitAck(alice.socket, 'message:send', { receiverId: bob.user.id, content: 'first', clientMsgId: 'once' });
+      assert.deepEqual(again, first, `retry ${i} returns the original`);
+    }
+    // Ten failures and four retries later, the burst of 3 has 2 left: two more sends pass.
+    await send(alice.socket, bob.user.id, 'second');
+    await send(alice.socket, bob.user.id, 'third');
+    assertErrorAck(await emitAck(alice.socket, 'message:send', { receiverId: bob.user.id, content: 'over' }), 'rate_limited');
+  }));
+
   test('the rate limit is per socket: another tab has its own bucket', withServer({ mode, env: { RATE_LIMIT_BURST: '3', RATE_LIMIT_PER_SEC: '1' } }, async (w) => {
     const alice = await w.online(randomName('alice'), { tabs: 2 });
     const bob = await w.online(randomName('bob'));
