@@ -115,17 +115,31 @@ macro_rules! conformance {
                         )
                     })
                     .collect();
+                let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+                let before = ms(chrono::Utc::now());
                 let stored = written(store.insert_messages(&batch).await.unwrap());
+                let after = ms(chrono::Utc::now());
                 assert_eq!(stored.len(), 50);
                 assert!(stored.iter().all(|w| w.created));
                 for pair in stored.windows(2) {
                     assert!(pair[0].message.seq < pair[1].message.seq);
+                    assert!(pair[0].message.created_at <= pair[1].message.created_at);
                 }
                 for (input, Written { message: out, .. }) in batch.iter().zip(&stored) {
                     assert_eq!(input.id, out.id);
                     assert_eq!(input.content, out.content);
-                    assert_eq!(input.created_at, out.created_at);
+                    // Stamped at the commit, in milliseconds as on the wire.
+                    assert!((before..=after).contains(&ms(out.created_at)));
+                    assert_eq!(out.created_at.timestamp_subsec_micros() % 1000, 0);
                 }
+                // A message that already has a time (an import) keeps it.
+                let old = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+                let imported = NewMessage {
+                    created_at: Some(old),
+                    ..NewMessage::new(b, Recipient::User(a), "from the old app".into(), None)
+                };
+                let kept = written(store.insert_messages(&[imported]).await.unwrap());
+                assert_eq!(kept[0].message.created_at, old);
             }
 
             #[tokio::test]

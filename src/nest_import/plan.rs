@@ -413,7 +413,7 @@ fn plan_messages(source: &SourceData, target: &Target, plan: &mut Plan) {
             to: Recipient::User(m.receiver),
             content: m.content.clone(),
             client_msg_id: Some(key),
-            created_at: millis(m.created_at),
+            created_at: Some(millis(m.created_at)),
         });
     }
 }

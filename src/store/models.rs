@@ -113,7 +113,7 @@ pub struct Message {
     pub to: Recipient,
     /// The text, as sent.
     pub content: String,
-    /// When it was accepted (millisecond precision).
+    /// When it was committed (millisecond precision; an imported message: the old app's time).
     pub created_at: DateTime<Utc>,
 }
 
@@ -145,27 +145,26 @@ pub struct NewMessage {
     pub content: String,
     /// The sender's idempotency key.
     pub client_msg_id: Option<String>,
-    /// When it was accepted.
-    pub created_at: DateTime<Utc>,
+    /// When it was created, if it already has a time (an imported message); `None` for a new
+    /// one, which gets its commit's time, so that `createdAt` never decreases in commit order.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl NewMessage {
-    /// A new message with a fresh time-ordered id, stamped now (millisecond precision, as on the wire).
+    /// A new message with a fresh time-ordered id, to be stamped with its commit's time.
     pub fn new(
         sender_id: Uuid,
         to: Recipient,
         content: String,
         client_msg_id: Option<String>,
     ) -> Self {
-        let now = Utc::now();
-        let created_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         NewMessage {
             id: Uuid::now_v7(),
             sender_id,
             to,
             content,
             client_msg_id,
-            created_at,
+            created_at: None,
         }
     }
 

@@ -23,7 +23,9 @@ crate::store::room_queries::room_queries!();
 /// cluster-wide transaction lock (so that `seq` order equals commit order on every instance;
 /// the lock is held until this statement's implicit commit), inserts the batch in order, skips
 /// retries whose `(sender, clientMsgId)` is stored already and room messages whose sender is not
-/// a member, moves both sides' conversation rows (or the room's) to the newest message with the
+/// a member, stamps a new message's `createdAt` from the database's clock under the lock (so
+/// that it never decreases in commit order, whichever instance accepted the message; an
+/// imported one keeps its own), moves both sides' conversation rows (or the room's) to the newest message with the
 /// unread counters (see the read-state migration), and returns each room message's membership
 /// version. `lock` is materialized and joined, so it is taken before the first
 /// row gets its `seq`. The batch arrives as one array per column; the SQL is constant, so each
@@ -37,7 +39,7 @@ struct InsertBatch<'a> {
     peers_hi: Vec<DbId>,
     contents: Vec<&'a str>,
     client_msg_ids: Vec<Option<&'a str>>,
-    created_at: Vec<DateTime<Utc>>,
+    created_at: Vec<Option<DateTime<Utc>>>,
 }
 
 impl<'a> InsertBatch<'a> {
@@ -79,7 +81,7 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_msg_ids)?;
         out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.created_at)?;
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.created_at)?;
         out.push_sql(
             ") WITH ORDINALITY AS b(id, sender_id, receiver_id, room_id, peer_lo, peer_hi, \
                                     content, client_msg_id, created_at, ord)), \
@@ -87,7 +89,8 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
                  INSERT INTO messages (id, sender_id, receiver_id, room_id, peer_lo, peer_hi, \
                                        content, client_msg_id, created_at) \
                  SELECT b.id, b.sender_id, b.receiver_id, b.room_id, b.peer_lo, b.peer_hi, \
-                        b.content, b.client_msg_id, b.created_at \
+                        b.content, b.client_msg_id, \
+                        COALESCE(b.created_at, date_trunc('milliseconds', clock_timestamp())) \
                  FROM lock, batch b \
                  WHERE b.room_id IS NULL OR EXISTS (\
                      SELECT 1 FROM room_members m \

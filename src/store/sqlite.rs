@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use diesel::{QueryResult, SqliteConnection, upsert::excluded};
 use diesel_async::{AsyncConnection, sync_connection_wrapper::SyncConnectionWrapper};
 
@@ -20,7 +21,11 @@ crate::store::room_queries::room_queries!();
 pub async fn insert_messages(conn: &mut Conn, batch: &[NewMessage]) -> QueryResult<Vec<Inserted>> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         // diesel's SQLite backend cannot combine a multi-row insert with `ON CONFLICT`: one
-        // statement per row, in the same transaction.
+        // statement per row, in the same transaction. A new message's `createdAt` is the
+        // commit's time (one writer commits in turn), so that it never decreases in commit
+        // order; an imported one keeps its own.
+        let now = Utc::now();
+        let created_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         for m in batch {
             if let Some(room) = m.room_id()
                 && !is_member(conn, DbId(room), DbId(m.sender_id)).await?
@@ -38,7 +43,7 @@ pub async fn insert_messages(conn: &mut Conn, batch: &[NewMessage]) -> QueryResu
                     messages::peer_hi.eq(DbId(hi)),
                     messages::content.eq(&m.content),
                     messages::client_msg_id.eq(m.client_msg_id.as_deref()),
-                    messages::created_at.eq(m.created_at),
+                    messages::created_at.eq(m.created_at.unwrap_or(created_at)),
                 ))
                 .on_conflict((messages::sender_id, messages::client_msg_id))
                 .do_nothing()

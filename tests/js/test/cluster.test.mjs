@@ -298,6 +298,41 @@ describe('a cluster of three instances', { skip: RUN ? false : 'set TEST_CLUSTER
     assert.deepEqual(gaps, [], 'between its sync and its live messages a reader never has a gap');
   }));
 
+  test('history and sync are oldest first by createdAt too, whichever instances the senders use', withCluster(3, ROOMY, async (w, cluster) => {
+    // Each instance accepts messages at its own pace and they take turns to commit: the time a
+    // message shows is its commit's, so a client that sorts or merges by createdAt agrees with
+    // the server's order.
+    const reader = await w.online(randomName('reader'), { url: cluster.urls[0] });
+    const senders = await Promise.all(cluster.urls.map((url, i) => w.online(randomName(`s${i}`), { url })));
+    const room = assertOk(await emitAck(senders[0].socket, 'room:create', { name: 'clock', memberIds: [reader.user.id, senders[1].user.id, senders[2].user.id] }));
+    const anchor = await send(senders[0].socket, reader.user.id, 'anchor');
+    await Promise.all(senders.map(async (s, i) => {
+      for (let k = 0; k < 10; k++) {
+        await Promise.all(Array.from({ length: 4 }, (_, j) => Promise.all([
+          emitAck(s.socket, 'message:send', { receiverId: reader.user.id, content: `s${i} ${k}.${j}` }),
+          emitAck(s.socket, 'room:send', { roomId: room.id, content: `s${i} ${k}.${j}` }),
+        ])));
+      }
+    }));
+    const synced = [];
+    for (let after = anchor.id; ;) {
+      const page = assertOk(await emitAck(reader.socket, 'message:sync', { after, limit: 100 }));
+      synced.push(...page.messages);
+      if (!page.hasMore) break;
+      after = page.messages.at(-1).id;
+    }
+    assert.equal(synced.length, 240);
+    const inversions = (list) => list.slice(1).filter((m, i) => m.createdAt < list[i].createdAt).length;
+    assert.equal(inversions(synced), 0, 'sync: createdAt never goes back');
+    for (const s of senders) {
+      const history = await emitAck(reader.socket, 'message:history', { receiverId: s.user.id, limit: 100 });
+      assert.ok(history.length >= 40, `${history.length} messages`);
+      assert.equal(inversions(history), 0, 'history: createdAt never goes back');
+    }
+    const roomHistory = assertOk(await emitAck(reader.socket, 'room:history', { roomId: room.id, limit: 100 }));
+    assert.equal(inversions(roomHistory), 0, 'room history: createdAt never goes back');
+  }));
+
   test('a delivery is published only to the instances that host a recipient', withCluster(3, ROOMY, async (w, cluster) => {
     const [n0, n1, n2] = cluster.urls;
     const published = async (url) => {
