@@ -119,7 +119,7 @@ impl AppError {
     /// Text safe to show a client: internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Unavailable(_) => "Storage is unavailable; the message was not stored".into(),
+            AppError::Unavailable(_) => "Storage is unavailable; nothing was stored".into(),
             AppError::Internal(_) => "Internal server error".into(),
             other => other.to_string(),
         }

@@ -51,7 +51,10 @@ impl JwtKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> JwtKeys {
         // Only HS256 is accepted: `alg: none` and RS/HS confusion are refused by construction.
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        // No leeway, as the NestJS app's passport-jwt: a token is expired from the second named
+        // by its `exp` on (`exp <= now`), which the crate checks as "expiring in under 1 s".
+        validation.leeway = 0;
+        validation.reject_tokens_expiring_in_less_than = 1;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         JwtKeys {
@@ -128,6 +131,21 @@ mod tests {
         };
         let token = encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);
+        // No leeway: a token that expired a second ago, or expires this second, is refused too
+        // (jsonwebtoken's `expiresIn: -1` in a Node test), one that expires next second is not.
+        for (exp, valid) in [(now - 1, false), (now, false), (now + 2, true)] {
+            let claims = Claims {
+                exp,
+                ..claims.clone()
+            };
+            let token = encode(&Header::default(), &claims, &keys.encoding).unwrap();
+            assert_eq!(
+                keys.verify(&token).is_some(),
+                valid,
+                "exp = now + {}",
+                exp - now
+            );
+        }
     }
 
     #[test]

@@ -240,7 +240,7 @@ pub struct RoomHistory {
 fn room_name(obj: &serde_json::Map<String, Value>) -> Result<String, AppError> {
     match obj.get("name") {
         Some(Value::String(s)) => {
-            let name = s.trim();
+            let name = super::trim(s);
             let chars = name.chars().count();
             if chars == 0 || chars > MAX_ROOM_NAME || name.contains('\0') {
                 Err(invalid(format!(

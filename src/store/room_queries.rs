@@ -140,13 +140,27 @@ macro_rules! room_queries {
             role: &str,
             joined_at: chrono::DateTime<chrono::Utc>,
         ) -> QueryResult<()> {
+            // A member who left and comes back finds its earlier messages still there: they
+            // count as its own (`sent`), not as unread messages from others.
+            let earlier: Vec<(DbId, i64)> = messages::table
+                .filter(messages::room_id.eq(room))
+                .filter(messages::sender_id.eq_any(ids))
+                .group_by(messages::sender_id)
+                .select((messages::sender_id, diesel::dsl::count_star()))
+                .load(conn)
+                .await?;
             for id in ids {
+                let sent = earlier
+                    .iter()
+                    .find(|(sender, _)| sender == id)
+                    .map_or(0, |(_, n)| *n);
                 diesel::insert_into(room_members::table)
                     .values((
                         room_members::room_id.eq(room),
                         room_members::user_id.eq(*id),
                         room_members::role.eq(role),
                         room_members::joined_at.eq(joined_at),
+                        room_members::sent.eq(sent),
                     ))
                     .execute(conn)
                     .await?;

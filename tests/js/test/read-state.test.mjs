@@ -164,6 +164,28 @@ forEachMode((mode) => {
     assert.equal(heard[4].length, 0, 'nobody outside the room');
   }));
 
+  test('a member removed and added again counts only the others\' messages as unread, and syncs on from its own', withServer({ mode }, async (w) => {
+    const alice = await w.online(randomName('alice'));
+    const bob = await w.online(randomName('bob'));
+    const room = await createRoom(alice.socket, 'team', [bob.user.id]);
+    await roomSend(alice.socket, room.id, 'a0');
+    const own = await roomSend(bob.socket, room.id, 'b own');
+    assert.equal((await entry(w, bob.token, { roomId: room.id })).unread, 1);
+
+    assertOk(await emitAck(alice.socket, 'room:remove', { roomId: room.id, userId: bob.user.id }));
+    // Removed while its client was away: its last message is its own, in that room, and it
+    // syncs on from there (a direct message arrived meanwhile).
+    const meanwhile = await send(alice.socket, bob.user.id, 'while you were out');
+    const synced = assertOk(await emitAck(bob.socket, 'message:sync', { after: own.id }));
+    assert.deepEqual(synced.messages.map((m) => m.id), [meanwhile.id], 'the room\'s later messages are not bob\'s, the direct one is');
+
+    assertOk(await emitAck(alice.socket, 'room:add', { roomId: room.id, userIds: [bob.user.id] }));
+    assert.equal((await entry(w, bob.token, { roomId: room.id })).unread, 1, 'its own earlier message is not unread');
+    await roomSend(bob.socket, room.id, 'b again');
+    await roomSend(alice.socket, room.id, 'a1');
+    assert.equal((await entry(w, bob.token, { roomId: room.id })).unread, 2);
+  }));
+
   test('typing reaches the other participants only; an ack, when asked, is {} or an error', withServer({ mode }, async (w) => {
     const alice = await w.online(randomName('alice'), { tabs: 2 });
     const bob = await w.online(randomName('bob'), { tabs: 2 });

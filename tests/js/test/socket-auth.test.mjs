@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  NO_PAYLOAD, connectError, emitAck, eventually, forEachMode, randomName, signJwt, withServer,
+  NO_PAYLOAD, connectError, emitAck, eventually, forEachMode, http, randomName, signJwt, withServer,
 } from '../lib/harness.mjs';
 import { assertOnlineUser } from '../lib/expect.mjs';
 
@@ -49,6 +49,11 @@ forEachMode((mode) => {
       w.server.jwtSecret,
     );
     await assertRefused(w.url, expired);
+    // No grace period, as with the NestJS app (jsonwebtoken's `expiresIn: -1`): expired a
+    // second ago is expired, at the handshake and over REST.
+    const justExpired = signJwt({ sub: user.id, username: user.username, iat: now() - 60, exp: now() - 1 }, w.server.jwtSecret);
+    await assertRefused(w.url, justExpired);
+    assert.equal((await http(`${w.url}/api/me`, { token: justExpired })).status, 401);
   }));
 
   test('a token signed by the old app with the same secret is accepted', withServer({ mode }, async (w) => {
