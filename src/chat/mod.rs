@@ -81,6 +81,13 @@ pub struct ChatLimits {
     pub rooms: RoomLimits,
 }
 
+/// A send whose `clientMsgId` the sender already used for a message of the other kind: acking
+/// that message would break the event's ack shape (a room message has no `receiverId`), and
+/// storing a second one would break the key's promise. Nothing is stored.
+fn key_taken(kind: &str) -> AppError {
+    AppError::Invalid(format!("clientMsgId is already the key of {kind} of yours"))
+}
+
 /// `text` without the whitespace around it, as JavaScript's `String.prototype.trim` sees it
 /// (what the clients and the app we replace trim): Unicode white space and the byte-order mark
 /// U+FEFF, but not U+0085 (NEL), which JavaScript keeps.
@@ -190,6 +197,9 @@ impl Chat {
             req.client_msg_id,
         );
         let written = self.store(new).await?;
+        if let Recipient::Room(_) = written.message.to {
+            return Err(key_taken("a room message"));
+        }
         Ok(Sent {
             message: written.message,
             created: written.created,
@@ -380,5 +390,17 @@ mod tests {
         // 30 spaces around 10 emoji: 40 characters (70 bytes) before trimming.
         let padded = format!("{}{}{}", " ".repeat(15), "😀".repeat(10), " ".repeat(15));
         assert_eq!(code(&padded, 10), None);
+    }
+
+    #[test]
+    fn trimming_is_javascripts() {
+        // What `String.prototype.trim` removes: white space, line ends, no-break and
+        // ideographic spaces, and the byte-order mark; not NEL (U+0085).
+        assert_eq!(
+            trim("\u{feff} \t\n\u{a0}\u{3000}\u{2028}x\u{feff}\r\n"),
+            "x"
+        );
+        assert_eq!(code("\u{feff}", 10), Some("invalid_payload"));
+        assert_eq!(trim("\u{85}x\u{85}"), "\u{85}x\u{85}");
     }
 }

@@ -194,6 +194,9 @@ impl Chat {
             req.client_msg_id,
         );
         let written = self.store(new).await?;
+        if let Recipient::User(_) = written.message.to {
+            return Err(super::key_taken("a direct message"));
+        }
         let members = match (written.created, written.room_version) {
             (true, Some(version)) => self.rooms.members_since(req.room_id, version).await?,
             _ => None,

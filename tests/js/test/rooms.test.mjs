@@ -10,7 +10,7 @@ import {
 } from '../lib/harness.mjs';
 import {
   assertErrorAck, assertMessage, assertNestError, assertOk, assertRoom, assertRoomMessage,
-  assertRoomMessageEvent, collectRoomHistory, createRoom, roomSend,
+  assertRoomMessageEvent, collectRoomHistory, createRoom, roomSend, send,
 } from '../lib/expect.mjs';
 
 const SETTLE_MS = 400;
@@ -188,6 +188,12 @@ forEachMode((mode) => {
     assert.deepEqual(retry, first);
     await sleep(SETTLE_MS);
     assert.equal(inboxes[0].length, 2, 'the retry emitted nothing');
+    // The same key on a direct message would have to ack a room message (no receiverId), or
+    // store a second message under one key: it is refused, and stores nothing.
+    assertErrorAck(await emitAck(bob.socket, 'message:send', { receiverId: alice.user.id, content: 'dm', clientMsgId: 'r-1' }), 'invalid_payload');
+    const dm = await send(bob.socket, alice.user.id, 'dm', { clientMsgId: 'd-1' });
+    assertErrorAck(await emitAck(bob.socket, 'room:send', { roomId: room.id, content: 'x', clientMsgId: 'd-1' }), 'invalid_payload');
+    assert.deepEqual(await emitAck(bob.socket, 'message:history', { receiverId: alice.user.id }), [dm]);
 
     // Errors: not a member, no such room, content rules, payload shapes.
     const stranger = await emitAck(eve.socket, 'room:send', { roomId: room.id, content: 'hi' });
