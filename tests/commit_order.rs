@@ -86,18 +86,12 @@ async fn reader(
             );
             last_seq = m.seq;
             seen.insert(m.id);
-            let of = as_seen_by(user, m);
-            let other = match of {
-                Recipient::User(u) | Recipient::Room(u) => u,
+            let change = CursorMove {
+                reader: user,
+                of: as_seen_by(user, m),
+                up_to: m.id,
             };
-            moves.insert(
-                other,
-                CursorMove {
-                    reader: user,
-                    of,
-                    up_to: m.id,
-                },
-            );
+            moves.insert(change.other(), change);
         }
         if marks_read && !moves.is_empty() {
             let moves: Vec<CursorMove> = moves.into_values().collect();

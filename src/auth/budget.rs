@@ -56,6 +56,16 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - n
 return 1
 "#;
 
+/// One attempt, bounded by `REDIS_WAIT`: past it the instance decides alone.
+fn redis_options() -> Options {
+    Options {
+        timeout: Some(REDIS_WAIT),
+        fail_fast: true,
+        max_attempts: Some(1),
+        ..Default::default()
+    }
+}
+
 /// Sends per user: `burst` at once, refilled at `per_sec`.
 pub struct SendBudget {
     burst: u32,
@@ -114,20 +124,13 @@ impl SendBudget {
         if let Some(shared) = &self.shared
             && shared.client.is_connected()
         {
-            let interval = 1_000_000 / u64::from(self.per_sec);
-            let options = Options {
-                timeout: Some(REDIS_WAIT),
-                fail_fast: true,
-                max_attempts: Some(1),
-                ..Default::default()
-            };
             let given: Result<i64, _> = shared
                 .client
-                .with_options(&options)
+                .with_options(&redis_options())
                 .eval(
                     GIVE_BACK,
                     vec![shared.keys.send_budget(user)],
-                    vec![interval.to_string()],
+                    vec![self.interval_us().to_string()],
                 )
                 .await;
             if given.is_ok() {
@@ -146,17 +149,11 @@ impl SendBudget {
         shared: &SharedCounts,
         user: Uuid,
     ) -> Result<bool, fred::error::Error> {
-        let interval = 1_000_000 / u64::from(self.per_sec);
+        let interval = self.interval_us();
         let tolerance = interval * u64::from(self.burst - 1);
-        let options = Options {
-            timeout: Some(REDIS_WAIT),
-            fail_fast: true,
-            max_attempts: Some(1),
-            ..Default::default()
-        };
         let allowed: i64 = shared
             .client
-            .with_options(&options)
+            .with_options(&redis_options())
             .eval(
                 TAKE,
                 vec![shared.keys.send_budget(user)],
@@ -164,6 +161,11 @@ impl SendBudget {
             )
             .await?;
         Ok(allowed == 1)
+    }
+
+    /// Microseconds between two tokens.
+    fn interval_us(&self) -> u64 {
+        1_000_000 / u64::from(self.per_sec)
     }
 
     fn take_local(&self, user: Uuid, now: Instant) -> bool {

@@ -86,13 +86,10 @@ impl Chat {
         caller: &User,
         req: CreateRoom,
     ) -> Result<RoomChange, AppError> {
-        let now = chrono::Utc::now();
-        let created_at =
-            chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         let new = NewRoom {
             id: Uuid::now_v7(),
             name: req.name,
-            created_at,
+            created_at: crate::store::now_ms(),
             owner: caller.id,
             members: req
                 .member_ids

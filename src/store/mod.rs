@@ -214,6 +214,12 @@ const WRITER_CONNECTIONS: u32 = 2;
 /// The fewest connections left for queries beside the writers'.
 const MIN_QUERY_CONNECTIONS: u32 = 2;
 
+/// Now, in milliseconds, as on the wire.
+pub(crate) fn now_ms() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -457,13 +463,11 @@ impl Store {
 
     /// Creates an account; `Conflict` when the username is taken in any letter case.
     pub async fn create_user(&self, username: &str, password_hash: &str) -> Result<User> {
-        let now = chrono::Utc::now();
         let row = UserRow {
             id: DbId(Uuid::now_v7()),
             username: username.to_owned(),
             password_hash: password_hash.to_owned(),
-            created_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
-                .unwrap_or(now),
+            created_at: now_ms(),
         };
         with_conn!(self, |conn, q| q::insert_user(conn, &row))?;
         Ok(row.into())

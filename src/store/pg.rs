@@ -25,9 +25,9 @@ crate::store::room_queries::room_queries!();
 /// retries whose `(sender, clientMsgId)` is stored already and room messages whose sender is not
 /// a member, stamps a new message's `createdAt` from the database's clock under the lock (so
 /// that it never decreases in commit order, whichever instance accepted the message; an
-/// imported one keeps its own), moves both sides' conversation rows (or the room's) to the newest message with the
-/// unread counters (see the read-state migration), and returns each room message's membership
-/// version. `lock` is materialized and joined, so it is taken before the first
+/// imported one keeps its own), moves both sides' conversation rows (or the room's) to the
+/// newest message with the unread counters (see the read-state migration), and returns each
+/// room message's membership version. `lock` is materialized and joined, so it is taken before the first
 /// row gets its `seq`. The batch arrives as one array per column; the SQL is constant, so each
 /// connection prepares it once (a plain `sql_query` is prepared again on every call).
 struct InsertBatch<'a> {

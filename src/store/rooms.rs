@@ -79,12 +79,6 @@ fn room_from(row: RoomRow, members: Vec<MemberRow>) -> Room {
     }
 }
 
-/// Milliseconds, as on the wire.
-fn now_ms() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
-
 impl Store {
     /// A room with its members.
     pub async fn room(&self, id: Uuid) -> Result<Option<Room>> {
@@ -132,7 +126,7 @@ impl Store {
         limits: RoomLimits,
     ) -> Result<(Room, Vec<Uuid>)> {
         let ids: Vec<DbId> = users.iter().copied().map(DbId).collect();
-        let joined_at = now_ms();
+        let joined_at = super::now_ms();
         let added = with_conn!(self, |conn, q| q::add_members(
             conn,
             DbId(id),

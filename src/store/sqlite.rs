@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use diesel::{QueryResult, SqliteConnection, upsert::excluded};
 use diesel_async::{AsyncConnection, sync_connection_wrapper::SyncConnectionWrapper};
 
@@ -24,8 +23,7 @@ pub async fn insert_messages(conn: &mut Conn, batch: &[NewMessage]) -> QueryResu
         // statement per row, in the same transaction. A new message's `createdAt` is the
         // commit's time (one writer commits in turn), so that it never decreases in commit
         // order; an imported one keeps its own.
-        let now = Utc::now();
-        let created_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        let created_at = crate::store::now_ms();
         for m in batch {
             if let Some(room) = m.room_id()
                 && !is_member(conn, DbId(room), DbId(m.sender_id)).await?
