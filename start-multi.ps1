@@ -14,7 +14,8 @@ is used; when no Redis is configured, REDIS_URL=redis://127.0.0.1:6379. Legacy D
 DB_USERNAME/DB_PASSWORD/DB_NAME and REDIS_HOST/REDIS_PORT are understood too. Without JWT_SECRET
 one is generated for this run and shared by all instances. Each instance gets PORT=<its port>
 and INSTANCE_ID=node-<its port>; NO_COLOR=1 keeps colour codes out of the log files unless
-NO_COLOR is set already.
+NO_COLOR is set already. Unless WORKER_THREADS is set, each instance gets cores / instances
+worker threads (at least 1), so that together they use the machine's cores once.
 
 Before starting, the script checks that PostgreSQL and Redis accept TCP connections, and, when
 psql is installed, creates the PostgreSQL database if it does not exist yet. It then applies the
@@ -547,6 +548,15 @@ function Invoke-Start {
 
     # The logs go to files: no colour codes in them, unless asked for.
     if ($null -eq (Get-EnvVar 'NO_COLOR')) { Set-ChildEnv 'NO_COLOR' '1' }
+
+    # The instances share this machine's cores: each gets its share of worker threads (at least
+    # 1) unless WORKER_THREADS is set (see start-multi.sh for the measurement).
+    if (-not (Get-EnvVar 'WORKER_THREADS')) {
+        $cores = [Environment]::ProcessorCount
+        $workers = [Math]::Max(1, [Math]::Floor($cores / $NCount))
+        Set-ChildEnv 'WORKER_THREADS' ([string]$workers)
+        Say "    WORKER_THREADS not set: $workers per instance ($cores cores, $NCount instances)"
+    }
 
     # Where PostgreSQL is, from DATABASE_URL or the legacy DB_* variables (as the server reads them).
     $databaseUrl = Get-EnvVar 'DATABASE_URL'

@@ -156,10 +156,18 @@ OURS_PIDS=(); NODE_PIDS=(); OURS_URLS=(); NODE_URLS=()
 # Small pools: PostgreSQL here allows 100 connections for both sides and everyone else.
 POOL=10
 
-start_ours_at() { # index port
+CORES="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
+# Instances packed on one machine share its cores, as start-multi.sh sets them up: each of ours
+# gets cores / instances worker threads (at least 1). Node is one thread per instance anyway.
+OURS_WORKERS=1
+workers_for() { # instances -> WORKER_THREADS for each
+  local w=$((CORES / $1))
+  echo $((w >= 1 ? w : 1))
+}
+start_ours_at() { # index port (WORKER_THREADS: $OURS_WORKERS)
   local i=$1 port=$2
   mkdir -p "$WORK/ours-$i"
-  (cd "$WORK/ours-$i" && exec env PORT="$port" HOST=127.0.0.1 DATABASE_URL="$PG/$DB_OURS" \
+  (cd "$WORK/ours-$i" && exec env WORKER_THREADS="$OURS_WORKERS" PORT="$port" HOST=127.0.0.1 DATABASE_URL="$PG/$DB_OURS" \
     REDIS_URL="$REDIS_URL" REDIS_PREFIX="$PREFIX_OURS" JWT_SECRET="$JWT_SECRET" INSTANCE_ID="nexus-$i" \
     BCRYPT_COST=4 RATE_LIMIT_BURST=1000000 RATE_LIMIT_PER_SEC=1000000 USER_RATE_LIMIT_BURST=0 DB_POOL_SIZE=$POOL \
     MAX_HANDSHAKES_PER_IP=1000000 MAX_SOCKETS_PER_USER=1000 MAX_CONNECTIONS_PER_IP=0 MAX_CONNECTIONS=$((FD_LIMIT - 500)) \
@@ -201,6 +209,7 @@ stop_pids() { # pid... : stops these servers (TERM, KILL after 30 s), reaps them
 
 log "starting 3 Nexus Chat and 3 Node baseline instances"
 # The first instance of each side creates the schema; the others start once it is ready.
+OURS_WORKERS="$(workers_for 3)"
 start_ours 0; start_node 0
 "$NB" wait-ready --urls "${OURS_URLS[0]},${NODE_URLS[0]}" --timeout 60
 for i in 1 2; do start_ours "$i"; start_node "$i"; done
@@ -291,7 +300,7 @@ if [[ -n ${SCALE_INSTANCES// /} ]]; then
   for n in $SCALE_INSTANCES; do
     for side in nexus node; do
       mapfile -t SCALE_PORTS < <("$NB" free-ports "$n")
-      SCALE_PIDS=(); SCALE_URLS=()
+      SCALE_PIDS=(); SCALE_URLS=(); OURS_WORKERS="$(workers_for "$n")"
       for ((i = 0; i < n; i++)); do
         if [[ $side == nexus ]]; then start_ours_at "scale$n-$i" "${SCALE_PORTS[$i]}"; else start_node_at "scale$n-$i" "${SCALE_PORTS[$i]}"; fi
         SCALE_PIDS+=($!); SCALE_URLS+=("http://127.0.0.1:${SCALE_PORTS[$i]}")
@@ -333,6 +342,7 @@ if [[ $MODE == full && $SINGLE == 1 ]]; then
   # (Already done when the scale runs ran.)
   stop_pids "${OURS_PIDS[@]}" "${NODE_PIDS[@]}"
   OURS_PIDS=(); NODE_PIDS=()
+  OURS_WORKERS="$(workers_for 1)"
   start_ours_at 0 "${PORTS[0]}"; SINGLE_PID=$!
   "$NB" wait-ready --urls "${OURS_URLS[0]}" --timeout 60
   "$NB" connections --count "$SINGLE_COUNT" --users-limit "$CONN_USERS" --rate 4000 --source-ips 8 \

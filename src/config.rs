@@ -211,6 +211,10 @@ pub struct Settings {
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     pub log_format: LogFormat,
+    /// Threads that run connections and handlers (default: one per CPU core). Several
+    /// instances on one machine: give each cores ÷ instances, at least 1 (start-multi.sh does).
+    #[arg(long, env = "WORKER_THREADS", value_parser = parse_range("WORKER_THREADS", 1, 1024))]
+    pub worker_threads: Option<u32>,
 }
 
 /// Where messages and accounts live.
@@ -576,6 +580,18 @@ mod tests {
     fn an_invalid_value_names_its_variable() {
         let err = settings(&["--bcrypt-cost", "99"]).unwrap_err().to_string();
         assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_size_the_runtime() {
+        let err = settings(&["--worker-threads", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WORKER_THREADS"), "{err}");
+        let one = crate::runtime(&settings(&["--worker-threads", "1"]).unwrap()).unwrap();
+        assert_eq!(one.metrics().num_workers(), 1);
+        let three = crate::runtime(&settings(&["--worker-threads", "3"]).unwrap()).unwrap();
+        assert_eq!(three.metrics().num_workers(), 3);
     }
 
     #[test]

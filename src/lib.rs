@@ -22,7 +22,18 @@ pub mod store;
 pub mod telemetry;
 pub mod wire;
 
-use config::{Cli, Command};
+use config::{Cli, Command, Settings};
+
+/// The runtime everything runs on: tokio's multi-threaded scheduler with `WORKER_THREADS`
+/// workers (tokio's default, one per core, when unset). Built before any setting is resolved,
+/// since resolving them may already need it.
+pub fn runtime(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = settings.worker_threads {
+        builder.worker_threads(workers as usize);
+    }
+    builder.enable_all().build()
+}
 
 /// Runs the command line: `serve` (default), `migrate`, `import-nest` or `user`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -2,12 +2,14 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     // A missing .env is normal; a malformed one is reported below by the setting it breaks.
     let _ = dotenvy::dotenv();
     let cli = nexus_chat::config::Cli::parse();
-    match nexus_chat::run(cli).await {
+    let result = nexus_chat::runtime(&cli.settings)
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(nexus_chat::run(cli)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nexus-chat: {err:#}");

@@ -251,7 +251,9 @@ fn markdown(r: &Results, a: &Args, plots: &[(String, String)]) -> String {
     let _ = writeln!(
         md,
         "- **Setup:** both sides run 3 instances (the scale runs: 1, 2 and 4) behind no proxy (the generator spreads sockets round-robin), \
-         on this one machine, sharing it with PostgreSQL, Redis and the load generator. Each side has its own fresh database \
+         on this one machine, sharing it with PostgreSQL, Redis and the load generator. Each Nexus instance runs the \
+         machine's cores ÷ instances worker threads, at least 1 (`WORKER_THREADS`, as `start-multi.sh` sets it), so \
+         that together they use the cores once; each Node instance is one JavaScript thread. Each side has its own fresh database \
          and Redis key prefix. `BCRYPT_COST=4` on both sides (only makes creating test users fast; the handshake never hashes) \
          and Nexus's per-socket rate limiter and per-address handshake cap are raised out of the way \
          (the generator connects from a handful of loopback addresses, real clients from many).\n"
