@@ -24,7 +24,7 @@ while [[ $# -gt 0 ]]; do
 done
 command -v valgrind >/dev/null || { echo "error: valgrind is required (apt-get install valgrind)" >&2; exit 1; }
 [[ -x "$BIN" ]] || { echo "error: no release binary at $BIN (cargo build --release)" >&2; exit 1; }
-[[ -d "$ROOT/tests/js/node_modules" ]] || (cd "$ROOT/tests/js" && npm ci --no-audit --no-fund --loglevel=error)
+[[ -d "$ROOT/tests/js/node_modules" ]] || (cd "$ROOT/tests/js" && npm ci --no-audit --no-fund --loglevel=error >&2)
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 WORK=$(mktemp -d /tmp/nexus-instructions.XXXX)

@@ -195,6 +195,12 @@ check "JWT_SECRET missing: the launcher warns it generated one" grep -q 'JWT_SEC
 check "log files are written" test -s "$NEXUS_RUN_DIR/instance-$P.log" -a -e "$NEXUS_RUN_DIR/instance-$((P + 1)).log"
 PIDS=$(cat "$NEXUS_RUN_DIR"/instance-*.pid 2>/dev/null | tr '\n' ' ')
 check "two pid files are written ($PIDS)" test "$(wc -w <<<"$PIDS")" -eq 2
+# The two instances split the machine's cores: each runs cores / 2 worker threads, at least 1.
+WANT_WORKERS=$(( $(getconf _NPROCESSORS_ONLN) / 2 )); ((WANT_WORKERS >= 1)) || WANT_WORKERS=1
+for pid in $PIDS; do
+  got=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep '^WORKER_THREADS=' || echo none)
+  check "instance $pid runs WORKER_THREADS=$WANT_WORKERS (has $got)" test "$got" = "WORKER_THREADS=$WANT_WORKERS"
+done
 
 ready_a=$(curl -s -o /dev/null -w '%{http_code}' "$A/ready")
 ready_b=$(curl -s -o /dev/null -w '%{http_code}' "$B/ready")
