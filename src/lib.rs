@@ -25,8 +25,8 @@ pub mod wire;
 use config::{Cli, Command, Settings};
 
 /// The runtime everything runs on: tokio's multi-threaded scheduler with `WORKER_THREADS`
-/// workers (tokio's default, one per core, when unset). Built before any setting is resolved,
-/// since resolving them may already need it.
+/// workers (tokio's default, one per core, when unset). Built from the parsed command line, so
+/// that a flag or `.env` can size it, and before anything runs on it.
 pub fn runtime(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.worker_threads {
