@@ -567,6 +567,12 @@ mod tests {
         Cli::try_parse_from(argv).map(|c| c.settings)
     }
 
+    /// Asserts that these flags are refused with a message naming `variable`.
+    fn assert_refused(args: &[&str], variable: &str) {
+        let err = settings(args).unwrap_err().to_string();
+        assert!(err.contains(variable), "{err}");
+    }
+
     #[test]
     fn durations_accept_the_nestjs_forms() {
         assert_eq!(parse_duration_str("1d"), Some(Duration::from_secs(86_400)));
@@ -578,16 +584,12 @@ mod tests {
 
     #[test]
     fn an_invalid_value_names_its_variable() {
-        let err = settings(&["--bcrypt-cost", "99"]).unwrap_err().to_string();
-        assert!(err.contains("BCRYPT_COST"), "{err}");
+        assert_refused(&["--bcrypt-cost", "99"], "BCRYPT_COST");
     }
 
     #[test]
     fn worker_threads_size_the_runtime() {
-        let err = settings(&["--worker-threads", "0"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("WORKER_THREADS"), "{err}");
+        assert_refused(&["--worker-threads", "0"], "WORKER_THREADS");
         let one = crate::runtime(&settings(&["--worker-threads", "1"]).unwrap()).unwrap();
         assert_eq!(one.metrics().num_workers(), 1);
         let three = crate::runtime(&settings(&["--worker-threads", "3"]).unwrap()).unwrap();
@@ -596,10 +598,10 @@ mod tests {
 
     #[test]
     fn connection_limits_are_checked_and_carried_over() {
-        let err = settings(&["--http-idle-timeout-secs", "10"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("HTTP_IDLE_TIMEOUT_SECS"), "{err}");
+        assert_refused(
+            &["--http-idle-timeout-secs", "10"],
+            "HTTP_IDLE_TIMEOUT_SECS",
+        );
         let mut s =
             settings(&["--max-connections-per-ip", "0", "--max-connections", "500"]).unwrap();
         s.database_url = None;

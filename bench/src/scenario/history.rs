@@ -385,18 +385,21 @@ fn seed(ctx: &Ctx, a: &Args, convs: &mut [Conversation]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("psql COPY failed: {status}");
     }
-    let (after, tables): (&str, &[&str]) = match a.schema {
+    // Nexus's conversation summaries, derived from the seeded rows; the baseline has none.
+    let (derive, tables): (Option<&str>, &[&str]) = match a.schema {
         // Direct conversations only: the rooms scenario may have left room messages (no receiver).
         Schema::Nexus => (
-            "INSERT INTO conversations (owner_id, peer_id, last_seq) \
-             SELECT o, p, max(seq) FROM (SELECT sender_id o, receiver_id p, seq FROM messages \
-             WHERE receiver_id IS NOT NULL \
-             UNION ALL SELECT receiver_id, sender_id, seq FROM messages WHERE receiver_id IS NOT NULL) x \
-             GROUP BY o, p \
-             ON CONFLICT (owner_id, peer_id) DO UPDATE SET last_seq = GREATEST(conversations.last_seq, EXCLUDED.last_seq)",
+            Some(
+                "INSERT INTO conversations (owner_id, peer_id, last_seq) \
+                 SELECT o, p, max(seq) FROM (SELECT sender_id o, receiver_id p, seq FROM messages \
+                 WHERE receiver_id IS NOT NULL \
+                 UNION ALL SELECT receiver_id, sender_id, seq FROM messages WHERE receiver_id IS NOT NULL) x \
+                 GROUP BY o, p \
+                 ON CONFLICT (owner_id, peer_id) DO UPDATE SET last_seq = GREATEST(conversations.last_seq, EXCLUDED.last_seq)",
+            ),
             &["messages", "conversations"],
         ),
-        Schema::Node => ("SELECT 1", &["messages"]),
+        Schema::Node => (None, &["messages"]),
     };
     // Vacuumed here, not by autovacuum some time later: a million new rows start it within a
     // minute, and its pass over them landed in whatever ran next (the one-instance scale run:
@@ -404,7 +407,10 @@ fn seed(ctx: &Ctx, a: &Args, convs: &mut [Conversation]) -> anyhow::Result<()> {
     // seeding vacuums). Each -c is its own transaction, as VACUUM needs.
     let mut psql = Command::new("psql");
     psql.arg(&a.database_url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", after]);
+        .args(["-v", "ON_ERROR_STOP=1", "-q"]);
+    if let Some(sql) = derive {
+        psql.args(["-c", sql]);
+    }
     for table in tables {
         psql.args(["-c", &format!("VACUUM (ANALYZE) {table}")]);
     }
